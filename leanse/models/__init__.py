@@ -1,0 +1,20 @@
+"""Models. Importing this package registers every model and preset."""
+
+from leanse.models.base import (
+    MODEL_REGISTRY,
+    PRESETS,
+    EnhancementModel,
+    build_model,
+    register_model,
+    register_preset,
+)
+from leanse.models import mask_rnn  # noqa: F401  (registers mask_rnn and its presets)
+
+__all__ = [
+    "MODEL_REGISTRY",
+    "PRESETS",
+    "EnhancementModel",
+    "build_model",
+    "register_model",
+    "register_preset",
+]

@@ -1,0 +1,106 @@
+"""The one model interface and the registry that rebuilds models from configs.
+
+Every leanse model is an :class:`EnhancementModel`: it maps a waveform batch ``[B, T]`` to an
+estimate ``[B, T]`` (separation models: ``[B, S, T]``) at its own ``sample_rate``, and it can be
+rebuilt from ``model.config`` -- a plain dict ``{"name": ..., **hyper_parameters}`` -- which is what a
+checkpoint stores beside the weights.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from leanse.errors import ConfigError
+
+MODEL_REGISTRY: dict[str, type["EnhancementModel"]] = {}
+#: Named presets: the architectures of the papers (``paper``) and small ones for tests (``tiny``).
+PRESETS: dict[str, dict[str, Any]] = {}
+
+
+class EnhancementModel(nn.Module):
+    """Base class: waveform in, waveform out, rebuildable from :attr:`config`.
+
+    Subclasses call ``super().__init__(sample_rate)`` and keep their constructor arguments JSON
+    serialisable; :attr:`config` is derived from the constructor's signature.
+    """
+
+    #: Number of output sources: 1 for enhancement, S for separation.
+    num_sources: int = 1
+
+    def __init__(self, sample_rate: int) -> None:
+        super().__init__()
+        self.sample_rate = int(sample_rate)
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """``{"name": registered name, **constructor arguments}``."""
+        params = inspect.signature(type(self).__init__).parameters
+        config = {"name": type(self).registered_name}
+        for key in params:
+            if key == "self":
+                continue
+            config[key] = getattr(self, key)
+        return config
+
+    registered_name: str = ""
+
+    def forward(self, wav: torch.Tensor) -> torch.Tensor:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+def register_model(name: str) -> Callable[[type[EnhancementModel]], type[EnhancementModel]]:
+    """Class decorator: make ``build_model({"name": name, ...})`` construct this class."""
+
+    def decorate(cls: type[EnhancementModel]) -> type[EnhancementModel]:
+        if name in MODEL_REGISTRY:
+            raise ValueError(f"model name {name!r} registered twice")
+        cls.registered_name = name
+        MODEL_REGISTRY[name] = cls
+        return cls
+
+    return decorate
+
+
+def register_preset(name: str, config: dict[str, Any]) -> None:
+    """Add a named architecture (``leanse profile NAME``, ``model: {preset: NAME}`` in recipes)."""
+    if name in PRESETS:
+        raise ValueError(f"preset {name!r} registered twice")
+    PRESETS[name] = dict(config)
+
+
+def build_model(config: dict[str, Any] | str) -> EnhancementModel:
+    """Construct a model from a config dict or a preset name.
+
+    A dict may be ``{"preset": NAME, **overrides}`` or ``{"name": MODEL, **arguments}``. Unknown
+    names and arguments raise :class:`ConfigError` naming the offending key.
+    """
+    if isinstance(config, str):
+        config = {"preset": config}
+    config = dict(config)
+    if "preset" in config:
+        preset = config.pop("preset")
+        if preset not in PRESETS:
+            raise ConfigError(
+                f"unknown model preset {preset!r}; known presets: {', '.join(sorted(PRESETS))}"
+            )
+        config = {**PRESETS[preset], **config}
+    name = config.pop("name", None)
+    if name not in MODEL_REGISTRY:
+        raise ConfigError(
+            f"unknown model name {name!r}; known models: {', '.join(sorted(MODEL_REGISTRY))}"
+        )
+    cls = MODEL_REGISTRY[name]
+    accepted = [k for k in inspect.signature(cls.__init__).parameters if k != "self"]
+    unknown = sorted(set(config) - set(accepted))
+    if unknown:
+        raise ConfigError(
+            f"model {name!r} has no option {unknown[0]!r}; its options are: {', '.join(accepted)}"
+        )
+    try:
+        return cls(**config)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"model {name!r}: {err}") from None
