@@ -1,0 +1,186 @@
+"""The ``leanse`` command.
+
+    leanse data demo --out DIR            write the embedded demo corpus
+    leanse run RECIPE [key=value ...]     the whole job: train, score, enhance an example, report
+    leanse train RECIPE [key=value ...]   train only (resumes a killed run)
+    leanse evaluate CHECKPOINT --data D   score a model on a fixed test list
+    leanse profile MODEL --seconds S      parameters, MACs, bytes, real-time factor
+    leanse enhance IN.wav ... -o DIR --model CHECKPOINT
+
+A mistake in the input (bad audio, a recipe typo, a foreign checkpoint) prints one line that says
+what to do and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from leanse.errors import LeanseError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "handler"):
+        parser.print_help()
+        return 2
+    try:
+        return args.handler(args) or 0
+    except LeanseError as err:
+        print(f"leanse: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("leanse: interrupted", file=sys.stderr)
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="leanse", description="Efficient speech enhancement.")
+    commands = parser.add_subparsers(metavar="COMMAND")
+
+    data = commands.add_parser("data", help="corpora").add_subparsers(metavar="WHAT")
+    demo = data.add_parser("demo", help="write the embedded demo corpus (LibriSpeech / MUSAN layout)")
+    demo.add_argument("--out", required=True, type=Path)
+    demo.add_argument("--speakers", type=int, default=40)
+    demo.add_argument("--utterances-per-speaker", type=int, default=20)
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--workers", type=int, default=None)
+    demo.set_defaults(handler=cmd_data_demo)
+
+    for name, handler, text in (
+        ("run", cmd_run, "train, score, enhance an example and write the report"),
+        ("train", cmd_train, "train the recipe's model(s); a killed run resumes"),
+    ):
+        sub = commands.add_parser(name, help=text)
+        sub.add_argument("recipe", type=Path)
+        sub.add_argument("overrides", nargs="*", metavar="key=value")
+        sub.set_defaults(handler=handler)
+
+    evaluate = commands.add_parser("evaluate", help="score a checkpoint on a fixed test list")
+    evaluate.add_argument("checkpoint", type=Path)
+    evaluate.add_argument("--data", required=True, type=Path,
+                          help="a recipe YAML (its data section) or a LibriSpeech + MUSAN / demo corpus folder")
+    evaluate.add_argument("--list", type=Path, help="a stored test list (test_list.csv of a run)")
+    evaluate.add_argument("--out", type=Path, help="folder for per_file.csv and summary.json")
+    evaluate.add_argument("--test-size", type=int, default=None)
+    evaluate.add_argument("--workers", type=int, default=2)
+    evaluate.add_argument("--blocks", type=int, default=None, help="scalable models: run only the first l blocks")
+    evaluate.set_defaults(handler=cmd_evaluate)
+
+    profile = commands.add_parser("profile", help="parameters, MACs, bytes on disk, real-time factor")
+    profile.add_argument("model", help="a preset name or a checkpoint folder")
+    profile.add_argument("--seconds", type=float, default=1.0)
+    profile.add_argument("--convention", choices=["paper", "exact"], default="paper")
+    profile.add_argument("--json", action="store_true")
+    profile.add_argument("--no-rtf", action="store_true", help="skip the timing")
+    profile.add_argument("--blocks", type=int, default=None)
+    profile.set_defaults(handler=cmd_profile)
+
+    enhance = commands.add_parser("enhance", help="enhance audio files with a trained model")
+    enhance.add_argument("inputs", nargs="+", type=Path)
+    enhance.add_argument("-o", "--out-dir", required=True, type=Path)
+    enhance.add_argument("--model", required=True, type=Path, help="checkpoint folder")
+    enhance.add_argument("--blocks", type=int, default=None)
+    enhance.add_argument("--source", type=int, default=None, help="separation models: which output")
+    enhance.add_argument("--chunk-seconds", type=float, default=10.0)
+    enhance.set_defaults(handler=cmd_enhance)
+    return parser
+
+
+def cmd_data_demo(args: argparse.Namespace) -> int:
+    from leanse.data.demo import write_demo_corpus
+
+    summary = write_demo_corpus(
+        args.out, speakers=args.speakers, utterances_per_speaker=args.utterances_per_speaker,
+        seed=args.seed, workers=args.workers, progress=True,
+    )
+    print(json.dumps(summary, indent=2, default=str))
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from leanse.train.recipe import load_recipe
+    from leanse.train.stages import run_recipe
+
+    result = run_recipe(load_recipe(args.recipe, args.overrides))
+    print()
+    print(result.table)
+    print()
+    print(f"report:   {result.report}")
+    print(f"enhanced: {result.enhanced}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from leanse.train.recipe import load_recipe
+    from leanse.train.stages import train_recipe
+
+    best = train_recipe(load_recipe(args.recipe, args.overrides))
+    print(f"best checkpoint: {best}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from leanse.checkpoint import load_checkpoint
+    from leanse.config import from_dict, load_yaml
+    from leanse.data.datamodule import DataConfig, build_mixers, fixed_mixtures
+    from leanse.data.mixing import read_specs
+    from leanse.errors import ConfigError
+    from leanse.evaluate import evaluate_model
+
+    model = load_checkpoint(args.checkpoint)
+    if args.data.is_file():
+        recipe = load_yaml(args.data)
+        data = from_dict(DataConfig, recipe.get("data", recipe), "data")
+    elif args.data.is_dir():
+        data = DataConfig(corpus="librispeech", root=str(args.data), sample_rate=model.sample_rate,
+                          snrs=[-5.0, 0.0, 5.0, 10.0])
+    else:
+        raise ConfigError(f"--data {args.data}: no such recipe file or corpus folder")
+    if data.sample_rate != model.sample_rate:
+        raise ConfigError(f"the model runs at {model.sample_rate} Hz but the data is at {data.sample_rate} Hz")
+    if args.test_size:
+        data.test_size = args.test_size
+    mixers = build_mixers(data)
+    specs = read_specs(args.list) if args.list else mixers.test_specs
+    kwargs = {"blocks": args.blocks} if args.blocks is not None else {}
+    result = evaluate_model(model, fixed_mixtures(mixers.test, specs), out_dir=args.out,
+                            workers=args.workers, **kwargs)
+    print(result.table())
+    return 0
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    from leanse.checkpoint import is_checkpoint, load_checkpoint
+    from leanse.complexity import profile_model
+    from leanse.models import build_model
+
+    model = load_checkpoint(args.model) if is_checkpoint(args.model) else build_model(args.model)
+    kwargs = {"blocks": args.blocks} if args.blocks is not None else {}
+    profile = profile_model(model, args.seconds, convention=args.convention, rtf=not args.no_rtf, **kwargs)
+    if args.json:
+        print(json.dumps(profile))
+    else:
+        for key, value in profile.items():
+            print(f"{key:>18}: {value:,}" if isinstance(value, int) else f"{key:>18}: {value}")
+    return 0
+
+
+def cmd_enhance(args: argparse.Namespace) -> int:
+    from leanse.checkpoint import load_checkpoint
+    from leanse.enhance import enhance_files
+
+    model = load_checkpoint(args.model)
+    kwargs = {"blocks": args.blocks} if args.blocks is not None else {}
+    reports = enhance_files(args.inputs, args.out_dir, model, chunk_seconds=args.chunk_seconds,
+                            source=args.source, **kwargs)
+    for report in reports:
+        print(report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Training: the one Lightning-based engine and the recipes that orchestrate it."""

@@ -1,0 +1,229 @@
+"""The one training engine: any leanse model, any waveform loss, one Lightning ``Trainer``.
+
+Everything the papers' training sections ask for is a setting of :class:`TrainConfig`: Adam or
+AMSGrad, a step learning-rate decay (002: x0.98 every two epochs), gradient-norm clipping (002: 5),
+early stopping on the validation loss (002: 10 epochs), and a wall-clock budget for the tiny
+recipes. Multi-GPU / multi-node training is Lightning's DDP: set ``devices`` / ``num_nodes`` /
+``strategy``, no code changes. Multi-stage methods (ensembles, BLOOM) call :func:`fit` once per
+stage with their own model and data.
+
+A run folder holds::
+
+    recipe.yaml            the resolved recipe
+    lightning/last.ckpt    Lightning's resumable state (trusted: written by this run only)
+    best/                  the best model by validation loss, as a leanse checkpoint (safetensors)
+    metrics.csv            the training curve (CSV logger)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.loggers import CSVLogger
+from torch.utils.data import DataLoader
+
+from leanse.checkpoint import save_checkpoint
+from leanse.data.datamodule import MixtureDataset
+from leanse.errors import ConfigError
+from leanse.losses import get_loss
+from leanse.models import EnhancementModel
+
+BEST = "best"
+
+
+@dataclass
+class TrainConfig:
+    max_epochs: int = 100
+    max_steps: int = -1
+    max_minutes: float | None = None  # wall-clock budget; training stops cleanly when it is spent
+    optimizer: str = "adam"  # adam | amsgrad
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    lr_decay: float = 1.0  # multiply the learning rate by this ...
+    lr_decay_every: int = 1  # ... every this many epochs (002: 0.98 every 2)
+    grad_clip: float | None = None  # max gradient L2 norm (002: 5)
+    early_stop_patience: int | None = None  # epochs without validation improvement (002: 10)
+    loss: str = "si_sdr"  # si_sdr | snr | mse
+    accelerator: str = "auto"
+    devices: Any = 1  # int, list of ids or "auto"
+    num_nodes: int = 1
+    strategy: str = "auto"  # "ddp" for several devices / nodes
+    precision: str = "32-true"
+    checkpoint_every_steps: int = 200  # resumable state is saved this often (and each epoch)
+    log_every_n_steps: int = 10
+    progress_bar: bool = True
+    seed: int = 0
+    trace: bool = False  # write the mixture ids each rank saw (checks data-parallel sharding)
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in ("adam", "amsgrad"):
+            raise ConfigError(f"train.optimizer: expected adam or amsgrad, got {self.optimizer!r}")
+        get_loss(self.loss)
+
+
+class EnhancementTask(L.LightningModule):
+    """Trains a waveform-in, waveform-out model on a waveform loss (negative SI-SDR by default)."""
+
+    def __init__(self, model: EnhancementModel, config: TrainConfig, parameters: Callable[[], Any] | None = None) -> None:
+        super().__init__()
+        self.model = model
+        self.config = config
+        self.loss_fn = get_loss(config.loss)
+        # Multi-stage recipes (e.g. BLOOM's greedy stages) train only part of the model.
+        self.trainable = parameters or (lambda: [p for p in self.model.parameters() if p.requires_grad])
+        self.seen_ids: list[str] = []
+
+    def forward(self, noisy: torch.Tensor) -> torch.Tensor:
+        return self.model(noisy)
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        if self.config.trace:
+            self.seen_ids.extend(batch["id"])
+        loss = self.loss_fn(self.model(batch["noisy"]), batch["clean"])
+        self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(batch["noisy"]))
+        return loss
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        estimate = self.model(batch["noisy"])
+        loss = self.loss_fn(estimate, batch["clean"])
+        self.log("val_loss", loss, prog_bar=True, sync_dist=True, batch_size=len(batch["noisy"]))
+
+    def configure_optimizers(self) -> Any:
+        optimizer = torch.optim.Adam(
+            self.trainable(),
+            lr=self.config.lr,
+            weight_decay=self.config.weight_decay,
+            amsgrad=self.config.optimizer == "amsgrad",
+        )
+        scheduler = torch.optim.lr_scheduler.StepLR(
+            optimizer, step_size=self.config.lr_decay_every, gamma=self.config.lr_decay
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+
+    def on_train_epoch_start(self) -> None:
+        # New mixtures every epoch; the dataset seeds each draw by (seed, epoch, index).
+        loader = self.trainer.train_dataloader
+        dataset = getattr(loader, "dataset", None)
+        if isinstance(dataset, MixtureDataset):
+            dataset.set_epoch(self.current_epoch)
+
+
+class ExportBest(Callback):
+    """Writes the best model so far (lowest validation loss) as a leanse checkpoint."""
+
+    def __init__(self, folder: Path, meta: dict[str, Any]) -> None:
+        self.folder = folder
+        self.meta = meta
+        self.best = float("inf")
+
+    def on_validation_end(self, trainer: L.Trainer, task: EnhancementTask) -> None:
+        if trainer.sanity_checking:
+            return
+        value = trainer.callback_metrics.get("val_loss")
+        if value is None or not trainer.is_global_zero:
+            return
+        value = float(value)
+        if value < self.best:
+            self.best = value
+            meta = {**self.meta, "val_loss": value, "epoch": trainer.current_epoch, "step": trainer.global_step}
+            save_checkpoint(task.model, self.folder, meta)
+
+
+def _loader(dataset: MixtureDataset, batch_size: int, workers: int, shuffle: bool) -> DataLoader:
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        num_workers=workers,
+        persistent_workers=False,  # workers are re-created each epoch and see the new epoch seed
+        drop_last=shuffle,
+    )
+
+
+def fit(
+    model: EnhancementModel,
+    train_set: MixtureDataset,
+    valid_set: MixtureDataset,
+    config: TrainConfig,
+    run_dir: str | os.PathLike,
+    batch_size: int = 16,
+    num_workers: int = 0,
+    valid_batch_size: int = 1,
+    meta: dict[str, Any] | None = None,
+    parameters: Callable[[], Any] | None = None,
+) -> Path:
+    """Train ``model`` and return the folder of its best leanse checkpoint.
+
+    If ``run_dir/lightning/last.ckpt`` exists (a run that was killed), training resumes from it.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    L.seed_everything(config.seed, workers=True, verbose=False)
+    _quiet_lightning()
+    task = EnhancementTask(model, config, parameters)
+    state_dir = run_dir / "lightning"
+    callbacks: list[Callback] = [
+        ModelCheckpoint(dirpath=state_dir, filename="last", save_last=False, save_top_k=1,
+                        monitor=None, every_n_train_steps=config.checkpoint_every_steps, enable_version_counter=False),
+        ModelCheckpoint(dirpath=state_dir, filename="last", save_top_k=1, monitor=None,
+                        every_n_epochs=1, save_on_train_epoch_end=True, enable_version_counter=False),
+        ExportBest(run_dir / BEST, meta or {}),
+    ]
+    if config.early_stop_patience:
+        callbacks.append(EarlyStopping(monitor="val_loss", patience=config.early_stop_patience))
+    if config.progress_bar:
+        callbacks.append(TQDMProgressBar(refresh_rate=max(1, config.log_every_n_steps)))
+    trainer = L.Trainer(
+        default_root_dir=run_dir,
+        max_epochs=config.max_epochs,
+        max_steps=config.max_steps,
+        max_time={"minutes": config.max_minutes} if config.max_minutes else None,
+        accelerator=config.accelerator,
+        devices=config.devices,
+        num_nodes=config.num_nodes,
+        strategy=config.strategy,
+        precision=config.precision,
+        gradient_clip_val=config.grad_clip,
+        gradient_clip_algorithm="norm",
+        callbacks=callbacks,
+        logger=CSVLogger(run_dir, name="", version="logs"),
+        log_every_n_steps=config.log_every_n_steps,
+        enable_progress_bar=config.progress_bar,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
+    resume = state_dir / "last.ckpt"
+    trainer.fit(
+        task,
+        train_dataloaders=_loader(train_set, batch_size, num_workers, shuffle=True),
+        val_dataloaders=_loader(valid_set, valid_batch_size, num_workers, shuffle=False),
+        ckpt_path=str(resume) if resume.is_file() else None,
+    )
+    if config.trace:
+        trace = {
+            "rank": trainer.global_rank,
+            "ids": task.seen_ids,
+            "weights_checksum": float(sum(p.detach().double().sum() for p in model.parameters())),
+        }
+        (run_dir / f"trace-rank{trainer.global_rank}.json").write_text(json.dumps(trace))
+    if trainer.is_global_zero and not (run_dir / BEST).exists():
+        save_checkpoint(model, run_dir / BEST, meta or {})  # no validation ran: keep the last weights
+    return run_dir / BEST
+
+
+def _quiet_lightning() -> None:
+    # Lightning's tips (num_workers, GPU availability, ...) drown the progress bar on a CPU box.
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda",
+                 "lightning.fabric.utilities.seed"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")

@@ -1,0 +1,45 @@
+"""Which orchestration a recipe runs: ``kind`` -> the function that reads like the paper."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+from leanse.errors import ConfigError
+from leanse.train.recipe import Recipe, save_recipe, train_model
+
+
+def _single_run(recipe: Recipe) -> Any:
+    from leanse.train.single import run_single
+
+    return run_single(recipe)
+
+
+def _single_train(recipe: Recipe) -> Path:
+    from leanse.data.datamodule import build_mixers
+    from leanse.data.mixing import write_specs
+
+    save_recipe(recipe, recipe.run_dir / "recipe.yaml")
+    mixers = build_mixers(recipe.data)
+    write_specs(recipe.run_dir / "test_list.csv", mixers.test_specs)
+    return train_model(recipe, mixers)
+
+
+#: kind -> (train only, the whole run). Multi-stage methods register here.
+KINDS: dict[str, tuple[Callable[[Recipe], Path], Callable[[Recipe], Any]]] = {
+    "single": (_single_train, _single_run),
+}
+
+
+def _kind(recipe: Recipe) -> tuple[Callable, Callable]:
+    if recipe.kind not in KINDS:
+        raise ConfigError(f"kind: unknown recipe kind {recipe.kind!r}; known: {', '.join(KINDS)}")
+    return KINDS[recipe.kind]
+
+
+def train_recipe(recipe: Recipe) -> Path:
+    return _kind(recipe)[0](recipe)
+
+
+def run_recipe(recipe: Recipe) -> Any:
+    return _kind(recipe)[1](recipe)
