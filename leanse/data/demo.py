@@ -70,9 +70,11 @@ NOISE_SECONDS = (3.0, 10.0)
 #: Held-out babble pseudo-speakers per noise split (half male); babble mixes 3-6 of them.
 BABBLE_SPEAKERS = 6
 BABBLE_UTTERANCES = 6
-#: espeak's output peaks near 0.6-0.9 depending on the voice; this gain keeps 16-bit files and
-#: soxr's small overshoot clear of clipping while staying at a LibriSpeech-like level.
-SPEECH_GAIN = 0.9
+#: espeak's volume parameter (default 100). Measured over 200 utterances: at 100 the peaks sit
+#: at full scale (espeak squashes them), at 60 they stay below 0.9 with a median RMS of -21 dBFS.
+ESPEAK_VOLUME = 60
+#: Peak ceiling after resampling (soxr may overshoot a little); louder utterances are scaled down.
+SPEECH_PEAK = 0.98
 
 MANIFEST = "demo_corpus.json"
 BUILDING = ".demo_corpus.building.json"
@@ -179,6 +181,7 @@ _INITIALIZE_DONT_EXIT = 0x8000  # report errors instead of calling exit() inside
 _POS_CHARACTER = 1
 _CHARS_UTF8 = 1
 _PARAM_RATE = 1
+_PARAM_VOLUME = 2
 
 
 def _synthesise_speaker(job: dict[str, Any]) -> tuple[list[str], list[bytes]]:
@@ -225,6 +228,7 @@ def _synthesise_speaker(job: dict[str, Any]) -> tuple[list[str], list[bytes]]:
     if status != 0:  # a failed call silently keeps the previous voice: never accept that
         raise RuntimeError(f"espeak_SetVoiceByName({job['voice']!r}) failed with status {status}")
     lib.espeak_SetParameter(_PARAM_RATE, int(job["rate"]), 0)
+    lib.espeak_SetParameter(_PARAM_VOLUME, int(job.get("volume", ESPEAK_VOLUME)), 0)
     libc = _libc()
 
     def synthesise(text: str, seed: int) -> bytes:
@@ -446,17 +450,16 @@ def _corpus_is_complete(out: Path, files: dict[str, int]) -> bool:
     return True
 
 
-def _prepare_out(out: Path, params: dict[str, Any]) -> dict[str, Any] | None:
-    """Decide what to do with ``out``: return the manifest of a complete corpus with the same
-    parameters (nothing to do), or None after marking ``out`` as a build in progress.
+def _inspect_out(out: Path, params: dict[str, Any]) -> dict[str, Any] | None:
+    """The manifest of a complete corpus with the same parameters in ``out`` (nothing to do), or
+    None when ``out`` may be (re)built: missing, empty, or our own unfinished or damaged build.
 
     Raises :class:`CorpusError` for anything that is not ours to write into.
     """
     if out.exists() and not out.is_dir():
         raise CorpusError(f"{out}: is a file; pass a folder (new or empty) for the demo corpus")
-    out.mkdir(parents=True, exist_ok=True)
     manifest, building = out / MANIFEST, out / BUILDING
-    if any(out.iterdir()):
+    if out.is_dir() and any(out.iterdir()):
         if manifest.is_file():
             data = _read_json(manifest)
             if data.get("parameters") != params:
@@ -479,10 +482,15 @@ def _prepare_out(out: Path, params: dict[str, Any]) -> dict[str, Any] | None:
                 f"{out}: the folder is not empty and is not a leanse demo corpus; "
                 "nothing was written. Choose a new or empty folder for --out"
             )
-    # marker first, manifest gone: a crash from here on never leaves a corpus that looks complete
-    _write_text(building, json.dumps({"format": FORMAT, "parameters": params}, indent=1))
-    manifest.unlink(missing_ok=True)
     return None
+
+
+def _mark_building(out: Path, params: dict[str, Any]) -> None:
+    """Marker first, manifest gone: a crash from here on never leaves a corpus that looks
+    complete, and the next call recognises the folder as its own unfinished build."""
+    out.mkdir(parents=True, exist_ok=True)
+    _write_text(out / BUILDING, json.dumps({"format": FORMAT, "parameters": params}, indent=1))
+    (out / MANIFEST).unlink(missing_ok=True)
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -606,7 +614,7 @@ def write_demo_corpus(
         "noises_per_split": noises_per_split,
         "version": VERSION,
     }
-    existing = _prepare_out(out, params)
+    existing = _inspect_out(out, params)
     if existing is not None:
         summary = dict(existing["summary"], status="already built", out=str(out))
         summary.update(
@@ -616,14 +624,13 @@ def write_demo_corpus(
         return summary
 
     library, espeak_data = _espeak_paths()
+    _mark_building(out, params)
     workers = workers or os.cpu_count() or 1
     plan = plan_demo_corpus(speakers, utterances_per_speaker, seed)
     files: dict[str, Path] = {}
     with tempfile.TemporaryDirectory(prefix="leanse-espeak-") as tmp:
         _private_espeak_data(espeak_data, Path(tmp), plan)
-        minutes, babble_pools, n_utts, speech_seconds = _synthesise_all(
-            out, plan, library, tmp, workers, progress, files
-        )
+        minutes, babble_pools = _synthesise_all(out, plan, library, tmp, workers, progress, files)
 
     noise_types, noise_seconds = _write_noise(out, seed, noises_per_split, babble_pools, files)
     _write_text(out / "LibriSpeech" / "SPEAKERS.TXT", _speakers_txt(plan, minutes))
@@ -638,8 +645,8 @@ def write_demo_corpus(
         "musan": str(out / "musan"),
         "speakers": sizes,
         "babble_speakers": len(plan) - speakers,
-        "utterances": n_utts,
-        "speech_seconds": round(speech_seconds, 2),
+        "utterances": speakers * utterances_per_speaker,
+        "speech_seconds": round(60 * sum(minutes.values()), 2),
         "noises": {split: noises_per_split for split in NOISE_SPLITS},
         "noise_seconds": round(noise_seconds, 2),
         "files": len(files) + 1,  # + the manifest
@@ -648,7 +655,7 @@ def write_demo_corpus(
     manifest = {
         "format": FORMAT,
         "parameters": params,
-        "summary": {k: v for k, v in summary.items() if k not in ("status", "out", "workers")},
+        "summary": {k: v for k, v in summary.items() if k not in ("status", "out", "librispeech", "musan", "workers")},
         "babble_speakers": {
             split: sorted(s.id for s in plan if s.noise_split == split) for split in NOISE_SPLITS
         },
@@ -670,29 +677,34 @@ def _synthesise_all(
     workers: int,
     progress: bool,
     files: dict[str, Path],
-) -> tuple[dict[int, float], dict[str, list[list[Any]]], int, float]:
-    """Run one synthesis process per speaker (``workers`` at a time); resample and write each
-    speaker's files as it arrives. Returns minutes per speaker, the babble pools (16 kHz float
-    arrays of the held-out talkers), the utterance count and the seconds of corpus speech."""
+) -> tuple[dict[int, float], dict[str, list[list[Any]]]]:
+    """Run one synthesis process per speaker, ``workers`` at a time, and write each LibriSpeech
+    speaker's files as it arrives (the parent's resampling overlaps the other syntheses).
+
+    Returns the minutes of speech per LibriSpeech speaker and, per noise split, the babble
+    talkers' utterances (16 kHz float arrays) in plan order.
+    """
+    from leanse.audio import resample
+
     import numpy as np
 
-    from leanse.audio import resample, save_audio
-
-    minutes: dict[int, float] = {}
-    pools: dict[str, list[list[Any]]] = {split: [] for split in NOISE_SPLITS}
-    babble_order = {s.id: i for i, s in enumerate(plan)}
-    babble: dict[str, list[tuple[int, list[Any]]]] = {split: [] for split in NOISE_SPLITS}
-    n_utts, seconds = 0, 0.0
+    def to_16k(pcm: bytes) -> Any:
+        wave = np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768
+        wave = resample(wave, ESPEAK_RATE, SAMPLE_RATE)
+        peak = float(np.max(np.abs(wave)))
+        return wave * (SPEECH_PEAK / peak) if peak > SPEECH_PEAK else wave
 
     def job(s: PseudoSpeaker) -> dict[str, Any]:
         return {
             "library": library, "data_root": data_root, "voice": s.voice, "rate": s.rate,
+            "volume": ESPEAK_VOLUME,
             "utterances": [[useed, target] for _, useed, target in s.utterances],
         }  # fmt: skip
 
+    minutes: dict[int, float] = {}
+    babble: dict[int, list[Any]] = {}
     with ThreadPoolExecutor(max_workers=workers) as pool:
         pending = {pool.submit(_run_worker, job(s)): s for s in plan}
-        done_count = 0
         while pending:
             done, _ = wait(pending, return_when=FIRST_EXCEPTION)
             for future in done:
@@ -700,38 +712,44 @@ def _synthesise_all(
                 try:
                     texts, pcms = future.result()
                 except BaseException:
-                    for other in pending:
+                    for other in pending:  # those not started yet; running ones finish quickly
                         other.cancel()
                     raise
-                waves = [
-                    resample(np.frombuffer(p, dtype="<i2").astype(np.float32) * (SPEECH_GAIN / 32768), ESPEAK_RATE, SAMPLE_RATE)
-                    for p in pcms
-                ]
+                waves = [to_16k(pcm) for pcm in pcms]
                 if speaker.subset is None:
-                    babble[speaker.noise_split].append((babble_order[speaker.id], waves))
+                    babble[speaker.id] = waves
                 else:
-                    folder_of = {}
-                    lines: dict[int, list[str]] = {c: [] for c in speaker.chapters}
-                    for (name, _, _), text, wave in zip(speaker.utterances, texts, waves):
-                        chapter = int(name.split("-")[1])
-                        folder = out / "LibriSpeech" / speaker.subset / str(speaker.id) / str(chapter)
-                        folder_of[chapter] = folder
-                        save_audio(folder / f"{name}.flac", wave, SAMPLE_RATE, subtype="PCM_16")
-                        files[str((folder / f"{name}.flac").relative_to(out).as_posix())] = folder / f"{name}.flac"
-                        lines[chapter].append(f"{name} {text}")
-                        seconds += wave.size / SAMPLE_RATE
-                        n_utts += 1
-                    for chapter, folder in folder_of.items():
-                        trans = folder / f"{speaker.id}-{chapter}.trans.txt"
-                        _write_text(trans, "\n".join(lines[chapter]) + "\n")
-                        files[trans.relative_to(out).as_posix()] = trans
-                    minutes[speaker.id] = sum(w.size for w in waves) / SAMPLE_RATE / 60
-                done_count += 1
+                    minutes[speaker.id] = _write_speaker(out, speaker, texts, waves, files) / 60
                 if progress:
-                    print(f"demo corpus: {done_count}/{len(plan)} speakers synthesised", file=sys.stderr)
-    for split in NOISE_SPLITS:  # completion order varies with workers: restore the plan order
-        pools[split] = [waves for _, waves in sorted(babble[split], key=lambda item: item[0])]
-    return minutes, pools, n_utts, seconds
+                    print(
+                        f"demo corpus: {len(plan) - len(pending)}/{len(plan)} speakers synthesised",
+                        file=sys.stderr,
+                    )
+    # completion order depends on the worker count: take the pools in plan order
+    pools = {
+        split: [babble[s.id] for s in plan if s.noise_split == split] for split in NOISE_SPLITS
+    }
+    return minutes, pools
+
+
+def _write_speaker(
+    out: Path, speaker: PseudoSpeaker, texts: list[str], waves: list[Any], files: dict[str, Path]
+) -> float:
+    """One speaker's FLAC files and chapter transcripts; returns the seconds of speech."""
+    from leanse.audio import save_audio
+
+    lines: dict[int, list[str]] = {chapter: [] for chapter in speaker.chapters}
+    base = out / "LibriSpeech" / str(speaker.subset) / str(speaker.id)
+    for (name, _, _), text, wave in zip(speaker.utterances, texts, waves):
+        chapter = int(name.split("-")[1])
+        path = save_audio(base / str(chapter) / f"{name}.flac", wave, SAMPLE_RATE, subtype="PCM_16")
+        files[path.relative_to(out).as_posix()] = path
+        lines[chapter].append(f"{name} {text}")
+    for chapter, chapter_lines in lines.items():
+        trans = base / str(chapter) / f"{speaker.id}-{chapter}.trans.txt"
+        _write_text(trans, "\n".join(chapter_lines) + "\n")
+        files[trans.relative_to(out).as_posix()] = trans
+    return sum(wave.size for wave in waves) / SAMPLE_RATE
 
 
 def _write_noise(

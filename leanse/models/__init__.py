@@ -9,6 +9,7 @@ from leanse.models.base import (
     register_preset,
 )
 from leanse.models import mask_rnn  # noqa: F401  (registers mask_rnn and its presets)
+from leanse.ensemble import sparse as _sparse  # noqa: F401,E402  (sparse_ensemble, gates)
 
 __all__ = [
     "MODEL_REGISTRY",
