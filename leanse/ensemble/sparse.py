@@ -62,6 +62,10 @@ class SparseEnsemble(EnhancementModel):
             later through :attr:`mode`.
         scale: the softmax sharpness ``lambda`` of 000 eq. 5 (10 in the papers).
 
+    The gate reads the *last* frame of each row of the ``[B, T]`` batch, so zero-padding a short
+    utterance to the batch length changes what its gate sees: enhance variable-length utterances
+    one at a time (``B = 1``) or in batches of equal length.
+
     After each forward, :attr:`last_routing` holds the chosen specialist per utterance (``[B]``
     long; in soft mode the argmax of ``p``) and :attr:`last_probabilities` the ``[B, K]`` weights
     ``p`` (one-hot in oracle mode).
