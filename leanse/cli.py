@@ -156,9 +156,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_profile(args: argparse.Namespace) -> int:
     from leanse.checkpoint import is_checkpoint, load_checkpoint
     from leanse.complexity import profile_model
+    from leanse.ensemble.gates import GATE_PRESETS, build_gate
     from leanse.models import build_model
 
-    model = load_checkpoint(args.model) if is_checkpoint(args.model) else build_model(args.model)
+    if is_checkpoint(args.model):
+        model = load_checkpoint(args.model)
+    elif args.model in GATE_PRESETS:  # gates and speaker embeddings are classifiers, not enhancers
+        model = build_gate(args.model)
+    else:
+        model = build_model(args.model)
     kwargs = {"blocks": args.blocks} if args.blocks is not None else {}
     profile = profile_model(model, args.seconds, convention=args.convention, rtf=not args.no_rtf, **kwargs)
     if args.json:

@@ -75,12 +75,13 @@ MACs -- two conventions (``/work/shared/FIDELITY.md``, "Counting conventions")
         ``exact`` their recognised functional ops are still counted; in ``paper`` they count 0).
 
 Effective (run-time) parameters
-    The parameters owned directly by the modules whose forward ran during the counting pass, each
-    tensor once: the gate plus the chosen specialist of a hard-gated ensemble. A parameter used
-    functionally by a module whose own forward never ran is missed, and a module that runs counts
-    all its own parameters even if it used only some (e.g. raw expert weights held in one
-    module): keep experts as sub-modules, as leanse's ensembles do. ``effective_macs`` equals
-    ``macs`` (both are run-time counts); the key exists so tables name what they show.
+    The parameters owned directly by the modules whose forward ran during the counting pass, plus
+    any parameter handed to a torch function during it (``MultiheadAttention`` uses its
+    ``out_proj`` weights without calling ``out_proj``), each tensor once: the gate plus the chosen
+    specialist of a hard-gated ensemble. A module that runs counts all its own parameters even if
+    it used only some (raw expert weights held directly by one module would all count): keep
+    experts as sub-modules, as leanse's ensembles do. ``effective_macs`` equals ``macs`` (both
+    are run-time counts); the key exists so tables name what they show.
 
 Bytes
     Size of the model's weights serialised with safetensors (the ``state_dict``, shared tensors
@@ -200,7 +201,9 @@ def _rnn_sequences(m: nn.RNNBase, x: Any, convention: str) -> int:
 
 
 def _rnn_cell_step_macs(m: nn.RNNCellBase) -> int:
-    kind = "LSTM" if isinstance(m, nn.LSTMCell) else "GRU" if isinstance(m, nn.GRUCell) else "RNN_TANH"
+    kind = "RNN_TANH"
+    if isinstance(m, (nn.LSTMCell, nn.GRUCell)):
+        kind = "LSTM" if isinstance(m, nn.LSTMCell) else "GRU"
     per_unit = _RNN_ELEMENTWISE[kind][int(bool(m.bias))]
     return m.weight_ih.numel() + m.weight_hh.numel() + per_unit * m.hidden_size
 
@@ -508,8 +511,18 @@ def _istft_macs(args: tuple, kwargs: dict, out: torch.Tensor) -> float:
     return batch * frames * per_frame + out.numel()  # + window-envelope division per sample
 
 
-class _FunctionalCounter(TorchFunctionMode):
-    """Counts functional ops while no counted module is running (``exact`` convention)."""
+# Torch functions that only read metadata: a parameter passed to them was not used in compute.
+_METADATA = {"__get__", "numel", "nelement", "size", "dim", "ndimension", "__len__", "stride",
+             "storage_offset", "data_ptr", "element_size", "is_complex", "is_floating_point",
+             "is_contiguous", "untyped_storage", "__format__", "__repr__", "__hash__"}
+
+
+class _FunctionalWatcher(TorchFunctionMode):
+    """Sees every torch function the forward pass calls.
+
+    It records the parameters handed to them (for effective parameters) and, in ``exact``, counts
+    the functional ops that run while no counted module is running.
+    """
 
     def __init__(self, tracer: "_Tracer") -> None:
         super().__init__()
@@ -518,10 +531,17 @@ class _FunctionalCounter(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[override]
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
-        if self.tracer.depth == 0:
-            name = getattr(func, "__name__", "")
-            if name:
-                self.tracer.macs += _functional_macs(name, args, kwargs, out)
+        name = getattr(func, "__name__", "")
+        if name not in _METADATA:
+            for value in (*args, *kwargs.values()):
+                if isinstance(value, (list, tuple)):  # e.g. the flat weights of _VF.lstm
+                    for item in value:
+                        if isinstance(item, nn.Parameter):
+                            self.tracer.used[id(item)] = item
+                elif isinstance(value, nn.Parameter):
+                    self.tracer.used[id(value)] = value
+        if self.tracer.convention == "exact" and self.tracer.depth == 0 and name:
+            self.tracer.macs += _functional_macs(name, args, kwargs, out)
         return out
 
 
@@ -550,6 +570,7 @@ class _Tracer:
     macs: float = 0.0
     depth: int = 0  # > 0 while a counted module (whose rule covers its internals) is running
     fired: dict[int, nn.Module] = field(default_factory=dict)
+    used: dict[int, nn.Parameter] = field(default_factory=dict)  # handed to a torch function
     stack: list[bool] = field(default_factory=list)
 
     def attach(self, model: nn.Module) -> list[torch.utils.hooks.RemovableHandle]:
@@ -578,14 +599,10 @@ class _Tracer:
         return hook
 
     def effective_params(self) -> int:
-        seen: set[int] = set()
-        total = 0
+        ran = dict(self.used)
         for module in self.fired.values():
-            for p in module.parameters(recurse=False):
-                if id(p) not in seen:
-                    seen.add(id(p))
-                    total += p.numel()
-        return total
+            ran.update((id(p), p) for p in module.parameters(recurse=False))
+        return int(sum(p.numel() for p in ran.values()))
 
 
 class _CallWith(nn.Module):
@@ -665,10 +682,10 @@ def trace_cost(model: nn.Module, inputs: tuple | torch.Tensor, convention: str =
                 custom_ops = _paper_custom_ops(model, defaults)
                 rules = {**defaults, **custom_ops}
                 target = _CallWith(model, forward_kwargs) if forward_kwargs else model
-                with _quiet():
+                with _quiet(), _FunctionalWatcher(tracer):
                     macs, _ = profile(target, inputs, custom_ops=custom_ops, verbose=False)
             else:
-                with torch.no_grad(), _FunctionalCounter(tracer):
+                with torch.no_grad(), _FunctionalWatcher(tracer):
                     model(*inputs, **forward_kwargs)
                 macs = tracer.macs
         finally:

@@ -72,6 +72,11 @@ class EnhanceReport:
     def real_time_factor(self) -> float:
         return self.seconds / self.duration if self.frames else 0.0
 
+    def __str__(self) -> str:
+        notes = f" ({'; '.join(self.notes)})" if self.notes else ""
+        return (f"{self.input} -> {self.output}: {self.duration:.1f} s at {self.sample_rate} Hz,"
+                f" RTF {self.real_time_factor:.3f}{notes}")
+
 
 def enhance_files(
     inputs: list[Path],

@@ -91,6 +91,13 @@ def test_paper_matches_thop_on_stacked_bidirectional_rnns() -> None:
         assert trace_cost(rnn, x, "paper").macs == _thop_macs(rnn, x)
 
 
+def test_paper_matches_thop_on_rnn_cells() -> None:
+    x = torch.randn(3, 40)
+    for cell in (nn.LSTMCell(40, 16), nn.GRUCell(40, 16), nn.RNNCell(40, 16),
+                 nn.GRUCell(40, 16, bias=False)):
+        assert trace_cost(cell, x, "paper").macs == _thop_macs(cell, x) > 0
+
+
 def test_unbatched_rnn_input_is_batch_one() -> None:
     # thop would read the 513 features as the batch size of a 2-D [T, I] input.
     frames, hidden = 20, 8
@@ -155,6 +162,38 @@ def test_exact_counts_stft_istft_and_mask_product() -> None:
 def test_unknown_convention_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="paper"):
         count_macs(build_model("gru-mask-32x2-8k"), 0.5, convention="thop")
+
+
+def test_exact_opt_in_rule_and_no_rule_report() -> None:
+    class GlobalLayerNorm(nn.Module):  # hand-written gLN: no rule in thop or in exact
+        def __init__(self, channels: int) -> None:
+            super().__init__()
+            self.gamma = nn.Parameter(torch.ones(1, channels, 1))
+            self.beta = nn.Parameter(torch.zeros(1, channels, 1))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            mean = x.mean((1, 2), keepdim=True)
+            std = (x - mean).pow(2).mean((1, 2), keepdim=True).add(1e-8).sqrt()
+            return self.gamma * (x - mean) / std + self.beta
+
+    x = torch.randn(1, 16, 100)
+    gln = GlobalLayerNorm(16)
+    paper = trace_cost(gln, x, "paper")
+    assert paper.macs == 0 and paper.no_rule_modules == ["GlobalLayerNorm"]
+    exact = trace_cost(gln, x, "exact")  # its gamma * and / are seen as functional ops
+    assert exact.macs == 2 * x.numel() and exact.no_rule_modules == ["GlobalLayerNorm"]
+    gln.exact_macs = lambda args, kwargs, out: 7  # type: ignore[attr-defined]
+    opted_in = trace_cost(gln, x, "exact")
+    assert opted_in.macs == 7 and opted_in.no_rule_modules == []
+
+
+def test_multihead_attention_exact_and_effective_params() -> None:
+    # MHA uses out_proj's weights without calling out_proj: they still count as run.
+    mha = nn.MultiheadAttention(64, 4, batch_first=True)
+    q = torch.randn(2, 10, 64)
+    for convention in ("paper", "exact"):
+        assert trace_cost(mha, (q, q, q), convention).effective_params == count_parameters(mha)
+    assert trace_cost(mha, (q, q, q), "exact").macs == 2 * (4 * 10 * 64 * 64 + 2 * 10 * 10 * 64)
 
 
 # ---------------------------------------------------------------- hygiene

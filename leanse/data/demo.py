@@ -335,11 +335,12 @@ def split_sizes(speakers: int) -> dict[str, int]:
 
 def _variant(speaker_id: int, sex: str, rng: random.Random) -> str:
     """A voice-variant file: male voices low pitch and formants scaled <= 1, female high pitch
-    and formants scaled up (shorter vocal tract), plus per-voice breath, roughness, flutter."""
+    and formants scaled up (shorter vocal tract); per voice also formant heights and widths, a
+    spectral tilt (``tone``), voicing level, breath, roughness and flutter."""
     male = sex == "M"
-    base = rng.randint(62, 105) if male else rng.randint(150, 205)
-    top = base + (rng.randint(30, 70) if male else rng.randint(50, 110))
-    scale = rng.uniform(0.88, 1.0) if male else rng.uniform(1.06, 1.18)
+    base = rng.randint(62, 110) if male else rng.randint(150, 215)
+    top = base + (rng.randint(25, 75) if male else rng.randint(40, 120))
+    scale = rng.uniform(0.85, 1.01) if male else rng.uniform(1.04, 1.22)
     lines = [
         "language variant",
         f"name leanse{speaker_id}",
@@ -347,17 +348,20 @@ def _variant(speaker_id: int, sex: str, rng: random.Random) -> str:
         f"pitch {base} {top}",
     ]
     for formant in range(9):
-        # formants 1-5 carry the speaker identity: scale them with a little per-formant jitter
-        freq = round(100 * scale * rng.uniform(0.97, 1.03)) if 1 <= formant <= 5 else 100
-        height = rng.randint(85, 115) if formant <= 5 else 100
-        width = rng.randint(80, 130) if formant <= 5 else 100
+        # formants 1-5 carry most of a voice's identity: scale them with per-formant jitter
+        freq = round(100 * scale * rng.uniform(0.94, 1.06)) if 1 <= formant <= 5 else 100
+        height = rng.randint(75, 125) if formant <= 5 else 100
+        width = rng.randint(75, 140) if formant <= 5 else 100
         lines.append(f"formant {formant} {freq} {height} {width}")
     breath = [0] + [rng.randint(0, 2 if male else 4) for _ in range(7)]
+    tilt = [rng.randint(120, 255) for _ in range(4)]
     lines += [
+        f"tone 600 {tilt[0]} 1200 {tilt[1]} 2000 {tilt[2]} 3000 {tilt[3]}",
+        f"voicing {rng.randint(80, 130)}",
         "breath " + " ".join(map(str, breath)),
         f"roughness {rng.randint(0, 4)}",
-        f"flutter {rng.randint(1, 8)}",
-        f"consonants {rng.randint(80, 120)}",
+        f"flutter {rng.randint(1, 10)}",
+        f"consonants {rng.randint(75, 125)}",
     ]
     return "\n".join(lines) + "\n"
 
