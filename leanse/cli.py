@@ -167,6 +167,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
         model = build_model(args.model)
     kwargs = {"blocks": args.blocks} if args.blocks is not None else {}
     profile = profile_model(model, args.seconds, convention=args.convention, rtf=not args.no_rtf, **kwargs)
+    profile["model"] = str(args.model)  # the preset name or checkpoint the user asked about
     if args.json:
         print(json.dumps(profile))
     else:

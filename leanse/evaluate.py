@@ -138,7 +138,7 @@ class EvaluationResult:
         caption = (
             f"Means over {self.count} files ({_pesq_description(self.sample_rate)}; "
             f"{failures} PESQ failure{'s' if failures != 1 else ''} left out of its mean, not counted "
-            f"as 0). SI-SDR: {SI_SDR_CONVENTION}. \"noisy\" columns score the unprocessed input."
+            f"as 0); {SI_SDR_CONVENTION}; \"noisy\" columns score the unprocessed input."
         )
         return "\n".join(lines) + "\n\n" + caption
 

@@ -52,9 +52,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+if __name__ == "__main__":  # run by path as the synthesis worker: import leanse from this tree
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
 # numpy / soxr / soundfile are imported inside the parent-only functions: this file is also the
 # synthesis worker, and every worker start-up that imports them costs time on every speaker.
-from leanse.errors import ConfigError, CorpusError
+from leanse.errors import ConfigError, CorpusError  # noqa: E402
 
 SAMPLE_RATE = 16_000
 ESPEAK_RATE = 22_050
