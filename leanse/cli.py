@@ -68,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--test-size", type=int, default=None)
     evaluate.add_argument("--workers", type=int, default=2)
     evaluate.add_argument("--blocks", type=int, default=None, help="scalable models: run only the first l blocks")
+    evaluate.add_argument("--source", type=int, default=None, help="separation models: which output to score")
     evaluate.set_defaults(handler=cmd_evaluate)
 
     profile = commands.add_parser("profile", help="parameters, MACs, bytes on disk, real-time factor")
@@ -148,7 +149,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     specs = read_specs(args.list) if args.list else mixers.test_specs
     kwargs = {"blocks": args.blocks} if args.blocks is not None else {}
     result = evaluate_model(model, fixed_mixtures(mixers.test, specs), out_dir=args.out,
-                            workers=args.workers, **kwargs)
+                            workers=args.workers, source=args.source, **kwargs)
     print(result.table())
     return 0
 

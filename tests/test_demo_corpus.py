@@ -79,8 +79,10 @@ def speakers_txt(root: Path) -> dict[str, tuple[str, str, float]]:
 def test_layout_is_librispeech_and_musan(corpus):
     out, summary = corpus
     assert summary["status"] == "built" and summary["utterances"] == 24
-    assert sorted(p.name for p in out.iterdir()) == ["LibriSpeech", "README.txt", "demo_corpus.json", "musan"]
-    assert sorted(p.name for p in (out / "LibriSpeech").iterdir()) == sorted(["SPEAKERS.TXT", *SUBSETS])
+    top = sorted(p.name for p in out.iterdir())
+    assert top == ["LibriSpeech", "README.txt", "demo_corpus.json", "musan"]
+    libri = sorted(p.name for p in (out / "LibriSpeech").iterdir())
+    assert libri == sorted(["SPEAKERS.TXT", *SUBSETS])
     n_flac = 0
     for subset in SUBSETS:
         for speaker in (out / "LibriSpeech" / subset).iterdir():
@@ -149,7 +151,8 @@ def test_babble_only_from_held_out_speakers(corpus):
 
 def test_same_seed_identical_with_any_worker_count(corpus, corpus_one_worker):
     two, one = file_hashes(corpus[0]), file_hashes(corpus_one_worker)
-    assert len(two) == 24 + 8 + 14 + 3  # flac, trans (1 chapter each), noise, SPEAKERS/README/manifest
+    # flac, trans (one chapter per speaker at this size), noise, SPEAKERS.TXT + README + manifest
+    assert len(two) == 24 + 8 + 14 + 3
     assert two == one
 
 
@@ -170,14 +173,16 @@ def test_audio_is_16k_mono_finite_and_not_silent(corpus):
     out, _ = corpus
     for path in sorted((out / "LibriSpeech").rglob("*.flac")):
         info = sf.info(str(path))
-        assert (info.samplerate, info.channels, info.format, info.subtype) == (16000, 1, "FLAC", "PCM_16")
+        header = (info.samplerate, info.channels, info.format, info.subtype)
+        assert header == (16000, 1, "FLAC", "PCM_16")
         wav, _ = sf.read(str(path))
         assert np.all(np.isfinite(wav)) and np.max(np.abs(wav)) > 0.1
         assert 1.99 <= wav.size / 16000 <= 6.01, path
     noise_hashes = set()
     for path in sorted((out / "musan").rglob("*.wav")):
         info = sf.info(str(path))
-        assert (info.samplerate, info.channels, info.format, info.subtype) == (16000, 1, "WAV", "PCM_16")
+        header = (info.samplerate, info.channels, info.format, info.subtype)
+        assert header == (16000, 1, "WAV", "PCM_16")
         wav, _ = sf.read(str(path))
         assert np.all(np.isfinite(wav)) and np.sqrt(np.mean(wav**2)) > 0.01
         assert 3.0 <= wav.size / 16000 <= 10.0
@@ -204,6 +209,14 @@ def test_refuses_foreign_folders_and_bad_parameters(tmp_path):
     with pytest.raises(ValueError):
         write_demo_corpus(tmp_path / "new", speakers=9)
     assert not (tmp_path / "new").exists()
+
+
+def test_synthesis_failure_is_a_clear_error():
+    library, _ = demo._espeak_paths()
+    job = {"library": library, "data_root": "/nonexistent", "voice": "en", "rate": 160,
+           "utterances": [[1, 3.0]]}  # fmt: skip
+    with pytest.raises(CorpusError, match="espeak-ng synthesis failed"):
+        demo._run_worker(job)
 
 
 def test_second_call_is_a_no_op(corpus):
@@ -234,8 +247,9 @@ def _f0(wav: np.ndarray, rate: int = 16000) -> float:
     return float(np.median(values))
 
 
-def _mfcc_stats(wav: np.ndarray, rate: int = 16000, n_fft: int = 512, n_mels: int = 40) -> np.ndarray:
-    """Mean and std of 20 MFCCs over the louder frames (a classic text-independent speaker vector)."""
+def _mfcc_stats(wav: np.ndarray, rate: int = 16000, n_fft: int = 512, n_mels: int = 40):
+    """Mean and std of 20 MFCCs over the louder frames (a classic text-independent speaker
+    vector)."""
     mel = lambda f: 2595 * np.log10(1 + f / 700)
     edges = 700 * (10 ** (np.linspace(mel(50), mel(7600), n_mels + 2) / 2595) - 1)
     bins = np.fft.rfftfreq(n_fft, 1 / rate)
@@ -243,7 +257,8 @@ def _mfcc_stats(wav: np.ndarray, rate: int = 16000, n_fft: int = 512, n_mels: in
         np.clip(np.minimum((bins - l) / (c - l), (r - bins) / (r - c)), 0, None)
         for l, c, r in zip(edges, edges[1:], edges[2:])
     ])  # fmt: skip
-    frames = np.stack([wav[s : s + n_fft] * np.hanning(n_fft) for s in range(0, wav.size - n_fft, 160)])
+    starts = range(0, wav.size - n_fft, 160)
+    frames = np.stack([wav[s : s + n_fft] * np.hanning(n_fft) for s in starts])
     energy = np.sqrt(np.mean(frames**2, axis=1))
     frames = frames[energy > 0.1 * energy.max()]
     log_mel = np.log(np.abs(np.fft.rfft(frames, axis=1)) ** 2 @ bank.T + 1e-8)

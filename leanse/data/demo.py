@@ -139,7 +139,9 @@ _ADVERBS = """
 slowly quickly quietly gently suddenly carefully often never always again soon later today
 yesterday together almost already still once twice here there away outside inside
 """.split()
-_PREPOSITIONS = "in on under over near behind beside across through into along toward from with without".split()
+_PREPOSITIONS = """
+in on under over near behind beside across through into along toward from with without
+""".split()
 _CONJUNCTIONS = "and but because while when so until after before".split()
 _FUNCTION_WORDS = set(_DETERMINERS + _PREPOSITIONS + _CONJUNCTIONS)
 
@@ -433,8 +435,11 @@ def _check_parameters(**params: Any) -> None:
     if isinstance(params["seed"], bool) or not isinstance(params["seed"], int):
         raise DemoConfigError(f"seed={params['seed']!r}: must be a whole number")
     workers = params["workers"]
-    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
-        raise DemoConfigError(f"workers={workers!r}: must be a whole number >= 1 (or None: all cores)")
+    bad_workers = isinstance(workers, bool) or not isinstance(workers, int) or workers < 1
+    if workers is not None and bad_workers:
+        raise DemoConfigError(
+            f"workers={workers!r}: must be a whole number >= 1 (or None: all cores)"
+        )
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -569,7 +574,7 @@ def _run_worker(job: dict[str, Any]) -> tuple[list[str], list[bytes]]:
 
 def _speakers_txt(plan: list[PseudoSpeaker], minutes: dict[int, float]) -> str:
     lines = [
-        "; leanse demo corpus: synthetic pseudo-speakers (espeak-ng), NOT real LibriSpeech speakers",
+        "; leanse demo corpus: synthetic pseudo-speakers (espeak-ng), not LibriSpeech speakers",
         "; Same format as LibriSpeech's SPEAKERS.TXT. Lines starting with ';' are comments.",
         ";ID  |SEX| SUBSET           |MINUTES| NAME",
     ]
@@ -662,7 +667,7 @@ def write_demo_corpus(
     manifest = {
         "format": FORMAT,
         "parameters": params,
-        "summary": {k: v for k, v in summary.items() if k not in ("status", "out", "librispeech", "musan", "workers")},
+        "summary": {k: v for k, v in summary.items() if k not in _RUN_KEYS},
         "babble_speakers": {
             split: sorted(s.id for s in plan if s.noise_split == split) for split in NOISE_SPLITS
         },
@@ -674,6 +679,10 @@ def write_demo_corpus(
     (out / BUILDING).unlink(missing_ok=True)
     summary["seconds"] = round(time.perf_counter() - started, 3)
     return summary
+
+
+#: Summary entries that describe one call, not the corpus: kept out of the manifest.
+_RUN_KEYS = ("status", "out", "librispeech", "musan", "workers", "seconds")
 
 
 def _synthesise_all(

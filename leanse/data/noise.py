@@ -92,14 +92,16 @@ def speech_shaped_noise(n: int, spectrum: np.ndarray, rng: np.random.Generator) 
     return _level(_shape_spectrum(rng.standard_normal(n), np.interp(bins, grid, spectrum)))
 
 
-def babble(n: int, talkers: list[list[np.ndarray]], n_talkers: int, rng: np.random.Generator) -> np.ndarray:
+def babble(
+    n: int, talkers: list[list[np.ndarray]], n_talkers: int, rng: np.random.Generator
+) -> np.ndarray:
     """Babble: the sum of ``n_talkers`` different talkers, each a random stretch of their
     concatenated utterances at its own random level (+-3 dB).
 
     ``talkers`` must hold only held-out pseudo-speakers (DATA.md: no leakage into test speakers).
     """
     if n_talkers > len(talkers):
-        raise ValueError(f"babble of {n_talkers} talkers needs as many speakers, got {len(talkers)}")
+        raise ValueError(f"babble of {n_talkers} talkers needs as many, got {len(talkers)}")
     mix = np.zeros(n)
     for index in rng.choice(len(talkers), size=n_talkers, replace=False):
         speech = np.concatenate(talkers[int(index)])
