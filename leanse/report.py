@@ -66,11 +66,16 @@ def _format(value: Any) -> str:
 
 
 def spectrogram_figure(signals: dict[str, np.ndarray], sample_rate: int, path: Path) -> Path:
-    """Stacked log-magnitude spectrograms (e.g. noisy / enhanced / clean) on one colour scale."""
+    """Stacked log-power spectrograms (e.g. noisy / enhanced / clean) on one colour scale."""
+    from scipy.signal import spectrogram
+
     fig, axes = plt.subplots(len(signals), 1, figsize=(8, 2.2 * len(signals)), sharex=True)
     axes = np.atleast_1d(axes)
     for ax, (title, wav) in zip(axes, signals.items()):
-        ax.specgram(wav, NFFT=512, Fs=sample_rate, noverlap=384, cmap="magma", vmin=-140, vmax=-20)
+        freqs, times, power = spectrogram(wav, fs=sample_rate, nperseg=512, noverlap=384)
+        # A floor keeps digital silence (exact zeros) at the bottom of the scale instead of -inf.
+        level = 10 * np.log10(power + 1e-14)
+        ax.pcolormesh(times, freqs, level, cmap="magma", vmin=-130, vmax=-30, shading="auto")
         ax.set_title(title, fontsize=9)
         ax.set_ylabel("Hz")
     axes[-1].set_xlabel("seconds")

@@ -10,8 +10,8 @@
 3. *Inter-chunk RNN* (002 eq. 3): the same along the chunk index ``S`` at each position.
 4. After the last block, *overlap-add* turns the chunks back into an ``[N, L]`` sequence.
 
-Choices the paper leaves open, taken from the DPRNN reference implementation (by the first author
-of both papers), and what FIDELITY 002 confirms reproduces the published counts:
+Choices the paper leaves open, taken from the DPRNN reference implementation (Yi Luo, first
+author of DPRNN and of 002), and what FIDELITY 002 confirms reproduces the published counts:
 
 * Chunk length 100 frames, hop 50. Padding: ``hop`` zeros in front and ``rest + hop`` at the end
   with ``rest = 2T - (T + L mod 2T) mod 2T`` (82 chunks for the 4002 frames of 4 s at 16 kHz).
@@ -19,12 +19,13 @@ of both papers), and what FIDELITY 002 confirms reproduces the published counts:
   each utterance (i.e. gLN on the 3-D tensor), ``eps = 1e-8``.
 * The mask layer is ``PReLU -> Conv2d(C, S_src * N, 1)`` applied to the chunks *before*
   overlap-add, then the mask nonlinearity (ReLU in 002 Sec. 3.2).
-* Encoder output -> ``GroupNorm(1, N)`` -> bottleneck ``Conv1d(N, C, 1, no bias)`` -> DPRNN; the
-  mask multiplies the un-normalised encoder output (DPRNN-TasNet reference code).
+* Encoder output -> ``GroupNorm(1, N)`` (its 2N parameters are in the published counts) ->
+  bottleneck ``Conv1d(N, C, 1, no bias)`` -> DPRNN; the masks multiply the encoder output
+  itself, not its normalised copy, as in every TasNet.
 
 Causal mode (``causal=True``, not in the papers): both RNNs become unidirectional (the reference
-code keeps the intra-chunk RNN bidirectional, which looks up to a chunk -- 50 ms -- ahead; we do
-not), every norm becomes a cumulative LN whose statistics run over *time* across the chunked
+code keeps the intra-chunk RNN bidirectional, which looks up to one chunk -- 100 ms at 002's
+settings -- ahead; we do not), every norm becomes a cumulative LN whose statistics run over *time* across the chunked
 tensor (:class:`ChunkedCumulativeLayerNorm`), and the encoder norm becomes cLN. The output at
 sample ``t`` then depends on input up to ``t`` plus one encoder window (2 ms) of look-ahead.
 """
@@ -60,24 +61,29 @@ def chunk_padding(length: int, chunk_size: int) -> tuple[int, int]:
     return hop, rest + hop
 
 
+# Both work on two interleaved sets of back-to-back chunks (those starting at 0, 2T, 4T, ... and
+# those starting at T, 3T, ...), which needs only reshapes and pads -- unlike Tensor.unfold and
+# F.fold, this exports to ONNX with a dynamic length. It needs ``Lp = T + k * 2T`` frames, which
+# is what the padding of :func:`segment` gives (``S = 2k`` chunks).
+
+
 def frames_to_chunks(x: torch.Tensor, chunk_size: int) -> torch.Tensor:
-    """``[B, C, Lp]`` -> ``[B, C, 2T, S]``: every window of ``2T`` frames at hop ``T``, no padding."""
-    chunks = x.unfold(-1, chunk_size, chunk_size // 2)  # [B, C, S, 2T]
+    """``[B, C, Lp]`` -> ``[B, C, 2T, S]``: every ``2T``-frame window at hop ``T``, no padding."""
+    batch, channels, hop = x.shape[0], x.shape[1], chunk_size // 2
+    from_zero = x[..., :-hop].reshape(batch, channels, -1, chunk_size)  # [B, C, k, 2T]
+    from_hop = x[..., hop:].reshape(batch, channels, -1, chunk_size)  # [B, C, k, 2T]
+    chunks = torch.stack([from_zero, from_hop], dim=3).flatten(2, 3)  # [B, C, S, 2T]
     return chunks.transpose(-1, -2).contiguous()  # [B, C, 2T, S]
 
 
 def chunks_to_frames(chunks: torch.Tensor) -> torch.Tensor:
     """``[B, C, 2T, S]`` -> ``[B, C, Lp]``: overlap-add (sums the two copies of every frame)."""
-    batch, channels, chunk_size, num_chunks = chunks.shape
+    batch, channels, chunk_size = chunks.shape[:3]
     hop = chunk_size // 2
-    padded_length = (num_chunks - 1) * hop + chunk_size
-    folded = nn.functional.fold(
-        chunks.reshape(batch, channels * chunk_size, num_chunks),
-        output_size=(1, padded_length),
-        kernel_size=(1, chunk_size),
-        stride=(1, hop),
-    )  # [B, C, 1, Lp]
-    return folded[:, :, 0]
+    pairs = chunks.transpose(-1, -2).reshape(batch, channels, -1, 2, chunk_size)  # [B,C,k,2,2T]
+    from_zero = pairs[:, :, :, 0].reshape(batch, channels, -1)  # [B, C, k*2T]
+    from_hop = pairs[:, :, :, 1].reshape(batch, channels, -1)  # [B, C, k*2T]
+    return nn.functional.pad(from_zero, (0, hop)) + nn.functional.pad(from_hop, (hop, 0))
 
 
 def segment(x: torch.Tensor, chunk_size: int) -> torch.Tensor:
@@ -110,6 +116,10 @@ class ChunkedCumulativeLayerNorm(nn.Module):
         self.eps = eps
         self.weight = nn.Parameter(torch.ones(channels))
         self.bias = nn.Parameter(torch.zeros(channels))
+
+    def exact_macs(self, args: tuple, kwargs: dict, output: torch.Tensor) -> int:
+        """``leanse.complexity`` "exact" rule: 2 per element, as for every run-time norm."""
+        return 2 * output.numel()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, C, 2T, S]`` -> ``[B, C, 2T, S]``."""

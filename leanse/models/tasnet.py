@@ -6,17 +6,17 @@ decoder. This module holds everything except the separator:
 * :class:`LearnedEncoder` / :class:`LearnedDecoder` -- the trainable 1-D convolutional
   filterbank of TasNet: ``Conv1d(1, N, L, stride L/2, no bias)`` and its transposed twin.
 * :class:`GlobalLayerNorm` (gLN) and :class:`CumulativeLayerNorm` (cLN), the non-causal and
-  causal normalisations of Conv-TasNet (Luo & Mesgarani 2019, Sec. II-D, eqs. 13-16).
+  causal normalisations of Conv-TasNet's separation module (Luo & Mesgarani, TASLP 2019).
 * :class:`MaskHead` and :func:`apply_masks`, the mask estimation layer and its use.
 
 Choices the papers leave open, taken from the cited originals:
 
-* Framing. Both reference implementations by the 002/003 authors' cited sources (Conv-TasNet and
-  DPRNN-TasNet by Luo) pad the waveform with ``stride`` zeros in front and
-  ``rest + stride`` zeros at the end, where ``rest = L - (stride + T mod L) mod L``, and cut the
-  padding off after decoding. This gives 4002 frames for 4 s at 16 kHz (002) and 2002 frames for
-  1 s (003). The published MACs need this: with Asteroid's unpadded encoder (1999 frames),
-  ``bloom-l3`` would print 1.06G instead of the published 1.07G.
+* Framing. The reference code of the cited originals (Conv-TasNet, cited by 003 for its
+  encoder/decoder, and DPRNN-TasNet, 002's baseline; both by Luo) pads the waveform with
+  ``stride`` zeros in front and ``rest + stride`` at the end, ``rest = L - (stride + T mod L)
+  mod L``, and cuts the padding off after decoding: 4002 frames for 4 s at 16 kHz (002), 2002
+  for 1 s (003). The published MACs need it: with Asteroid's unpadded encoder (1999 frames for
+  1 s) ``bloom-l3`` would count 1.064G and print 1.06G, not the published 1.07G.
 * No nonlinearity after the encoder (Conv-TasNet's and Asteroid's default).
 * gLN / cLN use ``eps = 1e-8`` as Conv-TasNet does.
 """
@@ -33,11 +33,12 @@ NORM_EPS = 1e-8
 
 
 class GlobalLayerNorm(nn.GroupNorm):
-    """gLN: normalise over channels *and* time, per-channel gain and bias (Conv-TasNet eq. 13-14).
+    """gLN: normalise over channels *and* time, per-channel gain and bias (Conv-TasNet).
 
-    Identical to ``nn.GroupNorm(1, C)``, which is how the DPRNN and GroupComm papers write it;
-    a subclass so profilers can tell it apart (thop counts it as 0 MACs, as the papers did).
-    Accepts ``[B, C, *]`` of any rank, so it also serves the 4-D dual-path tensors.
+    Identical to ``nn.GroupNorm(1, C)``, which is what the DPRNN reference code uses for 002's
+    "LN" (FIDELITY 002 writes it so); a named subclass so printouts say gLN. Neither counts MACs
+    in the ``paper`` convention, as the published numbers assume. Accepts ``[B, C, *]`` of any
+    rank, so it also serves the 4-D dual-path tensors.
     """
 
     def __init__(self, channels: int, eps: float = NORM_EPS) -> None:
@@ -75,6 +76,10 @@ class CumulativeLayerNorm(nn.Module):
         self.eps = eps
         self.weight = nn.Parameter(torch.ones(channels))
         self.bias = nn.Parameter(torch.zeros(channels))
+
+    def exact_macs(self, args: tuple, kwargs: dict, output: torch.Tensor) -> int:
+        """``leanse.complexity`` "exact" rule: 2 per element, as for every run-time norm."""
+        return 2 * output.numel()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, C, T]`` -> ``[B, C, T]``."""
@@ -159,7 +164,9 @@ MASK_ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "sigmoid": nn.S
 def make_mask_activation(name: str) -> nn.Module:
     """The mask nonlinearity as a module (so profilers see it: ReLU/sigmoid count 0 MACs)."""
     if name not in MASK_ACTIVATIONS:
-        raise ConfigError(f"mask_activation must be one of {sorted(MASK_ACTIVATIONS)}, not {name!r}")
+        raise ConfigError(
+            f"mask_activation must be one of {sorted(MASK_ACTIVATIONS)}, not {name!r}"
+        )
     return MASK_ACTIVATIONS[name]()
 
 

@@ -160,16 +160,23 @@ def fit(
     valid_batch_size: int = 1,
     meta: dict[str, Any] | None = None,
     parameters: Callable[[], Any] | None = None,
+    task: L.LightningModule | None = None,
 ) -> Path:
     """Train ``model`` and return the folder of its best leanse checkpoint.
 
     If ``run_dir/lightning/last.ckpt`` exists (a run that was killed), training resumes from it.
+    ``task`` replaces the default :class:`EnhancementTask` (e.g. a gate or speaker-verification
+    task of :mod:`leanse.train.classify`); it must hold ``model`` as ``task.model`` and log
+    ``val_loss``, which picks the exported best checkpoint.
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     L.seed_everything(config.seed, workers=True, verbose=False)
     _quiet_lightning()
-    task = EnhancementTask(model, config, parameters)
+    if task is None:
+        task = EnhancementTask(model, config, parameters)
+    elif task.model is not model:
+        raise ConfigError("fit(task=...): the task must train the model it is given (task.model is model)")
     state_dir = run_dir / "lightning"
     callbacks: list[Callback] = [
         ModelCheckpoint(dirpath=state_dir, filename="last", save_last=False, save_top_k=1,
@@ -211,7 +218,7 @@ def fit(
     if config.trace:
         trace = {
             "rank": trainer.global_rank,
-            "ids": task.seen_ids,
+            "ids": getattr(task, "seen_ids", []),
             "weights_checksum": float(sum(p.detach().double().sum() for p in model.parameters())),
         }
         (run_dir / f"trace-rank{trainer.global_rank}.json").write_text(json.dumps(trace))

@@ -50,7 +50,7 @@ def run_single(recipe: Recipe) -> RunResult:
     profile = profile_model(model, seconds=1.0, convention="paper")
     means = result.means
     rows = [
-        {"model": "noisy input", "params": 0, "MACs/s": 0.0, "RTF": None, "SI-SDRi": 0.0,
+        {"model": "noisy input", "params": None, "MACs/s": None, "RTF": None, "SI-SDRi": 0.0,
          "PESQ": means.get("pesq_noisy"), "STOI": means.get("stoi_noisy"), "ESTOI": means.get("estoi_noisy")},
         {"model": recipe.model.get("preset", recipe.model.get("name")), "params": profile["params"],
          "MACs/s": float(profile["macs_per_second"]), "RTF": profile["rtf"], "SI-SDRi": means.get("si_sdri"),

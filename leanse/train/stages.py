@@ -25,9 +25,25 @@ def _single_train(recipe: Recipe) -> Path:
     return train_model(recipe, mixers)
 
 
+def _ensemble_train(recipe: Recipe) -> Path:
+    from leanse.train.ensembles import train_ensemble_recipe
+
+    return train_ensemble_recipe(recipe)
+
+
+def _ensemble_run(recipe: Recipe) -> Any:
+    from leanse.train.ensembles import run_ensemble_recipe
+
+    return run_ensemble_recipe(recipe)
+
+
 #: kind -> (train only, the whole run). Multi-stage methods register here.
 KINDS: dict[str, tuple[Callable[[Recipe], Path], Callable[[Recipe], Any]]] = {
     "single": (_single_train, _single_run),
+    # Sparse ensembles of specialists (leanse.train.ensembles): papers 000 and 001.
+    "smole_snr": (_ensemble_train, _ensemble_run),
+    "smole_gender": (_ensemble_train, _ensemble_run),
+    "speaker_moe": (_ensemble_train, _ensemble_run),
 }
 
 
