@@ -798,7 +798,21 @@ def profile_model(model: nn.Module, seconds: float, convention: str = "paper", r
         "convention": convention,
         "forward_kwargs": dict(forward_kwargs),
         "no_rule_modules": cost.no_rule_modules,
+        **_separator_masker_cost(model, seconds, convention, forward_kwargs),
     }
+
+
+def _separator_masker_cost(model: nn.Module, seconds: float, convention: str,
+                           forward_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """003 Table 2 counts the separator and masker only (no encoder / decoder): models that can
+    expose that part (``separator_masker(blocks)``) also report it, so the table's numbers come out
+    of ``leanse profile`` directly."""
+    view_of = getattr(model, "separator_masker", None)
+    if view_of is None:
+        return {}
+    view = view_of(forward_kwargs.get("blocks"))
+    macs = trace_cost(view, view.example_input(seconds), convention).macs
+    return {"separator_masker_macs": macs, "separator_masker_macs_per_second": macs / seconds}
 
 
 def reduction(model_profile: dict[str, Any], reference_profile: dict[str, Any]) -> dict[str, float]:

@@ -36,18 +36,3 @@ def test_the_main_job_trains_scores_enhances_and_reports(tmp_path, capsys):
     summary = json.loads((run / "evaluation" / "summary.json").read_text())
     # A few epochs on the demo corpus already beat the noisy input.
     assert summary["overall"]["si_sdri"] > 1.0, summary["overall"]
-
-
-@pytest.mark.parametrize(
-    "preset, params",
-    [("lstm-mask-1024x2", 15_226_369), ("gru-mask-256x2-8k", 1_118_721), ("lstm-mask-512x2", 4_467_713)],
-)
-def test_profile_prints_the_published_sizes_as_json(preset, params):
-    result = subprocess.run(
-        [sys.executable, "-m", "leanse.cli", "profile", preset, "--seconds", "2", "--json", "--no-rtf"],
-        capture_output=True, text=True, check=True,
-    )
-    profile = json.loads(result.stdout)
-    assert profile["params"] == params
-    assert profile["macs_per_second"] == pytest.approx(profile["macs"] / 2)
-    assert profile["bytes"] >= 4 * params

@@ -379,7 +379,7 @@ def train_group_classifier(recipe: Recipe, corpus: Corpus, embedding_dir: Path, 
         return run_dir / BEST
     torch.manual_seed(recipe.train.seed)
     f = load_gate(embedding_dir)
-    gate = SpeakerGate.from_parts(f, GroupClassifier(f.hidden_size, parts.k))
+    gate = SpeakerGate.from_parts(f, GroupClassifier(f.hidden_size, parts.k)).train()
     gate.freeze_embedding()  # only g learns here; fine-tuning unfreezes f (Sec. 2.6)
     config = _stage_train(recipe.train, stage.train, "stages.classifier.train")
     mixers = _full_mixers(recipe.data, corpus, parts.groups)
@@ -448,7 +448,7 @@ def fine_tune(recipe: Recipe, corpus: Corpus, parts: Partitioning, naive: Path, 
     if _finished(run_dir):
         return run_dir / BEST
     torch.manual_seed(recipe.train.seed)
-    ensemble = load_checkpoint(naive)
+    ensemble = load_checkpoint(naive).train()  # checkpoints load in eval mode
     ensemble.scale = float(stage.scale)
     ensemble.requires_grad_(True)  # f too: 001 fine-tunes the embedding, the classifier and h
     config = _stage_train(recipe.train, stage.train, "stages.finetune.train")
@@ -598,8 +598,8 @@ def claims(scores: SizeScores, parts: Partitioning) -> list[str]:
     detail = "; ".join(f"{n}: {s:.2f} vs {g:.2f} dB" for n, s, g in wins)
     lines.append(
         f"- **A specialist beats the same-size generalist on its own partition**: "
-        f"{'HELD' if wins and held == len(wins) else 'NOT HELD'} on {held} of {len(wins)} partitions "
-        f"(specialist vs generalist SI-SDRi, same test mixtures: {detail})."
+        f"{'HELD' if wins and held == len(wins) else 'NOT HELD'}: the specialist won on {held} of "
+        f"{len(wins)} partitions (specialist vs generalist SI-SDRi on the same test mixtures: {detail})."
     )
     naive, tuned = mean_of(scores.rows["naive ensemble"]), mean_of(scores.rows["fine-tuned ensemble"])
     if naive is not None and tuned is not None:
