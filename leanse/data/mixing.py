@@ -124,11 +124,11 @@ class AudioReader:
         return wav[: int(round(seconds * self.sample_rate))]
 
 
-def fit_length(wav: np.ndarray, length: int, rng: np.random.Generator | None = None) -> np.ndarray:
-    """Tile (noise) or zero-pad (speech) to exactly ``length`` samples."""
+def fit_length(wav: np.ndarray, length: int, tile: bool = False) -> np.ndarray:
+    """Cut to ``length`` samples, or lengthen: tile (noise) or zero-pad at the end (speech)."""
     if len(wav) >= length:
         return wav[:length]
-    if rng is None:  # speech: zero-pad at the end, keep the onset
+    if not tile:
         return np.pad(wav, (0, length - len(wav)))
     repeats = int(np.ceil(length / max(len(wav), 1)))
     return np.tile(wav, repeats)[:length]
@@ -188,8 +188,7 @@ class Mixer:
         rate = self.options.sample_rate
         length = int(round(spec.seconds * rate))
         clean = fit_length(self.reader.segment(spec.clean, spec.clean_offset, spec.seconds), length)
-        noise_rng = np.random.default_rng(zlib.crc32(spec.id.encode()))
-        noise = fit_length(self.reader.segment(spec.noise, spec.noise_offset, spec.seconds), length, noise_rng)
+        noise = fit_length(self.reader.segment(spec.noise, spec.noise_offset, spec.seconds), length, tile=True)
         target = self.options.target_rms
         clean = clean * (target / (_rms(clean) + EPS))
         noise = noise * (target / (_rms(noise) + EPS)) * 10 ** (-spec.snr / 20)
