@@ -71,11 +71,19 @@ def load_checkpoint(path: str | os.PathLike, map_location: str = "cpu") -> Enhan
         state = load_file(str(folder / WEIGHTS), device=map_location)
     except (SafetensorError, OSError, ValueError) as err:
         raise CheckpointError(f"{folder / WEIGHTS}: corrupt or truncated weights ({err})") from None
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as err:
-        first = str(err).splitlines()[0]
-        raise CheckpointError(f"{folder}: weights do not match the model config ({first})") from None
+    expected = model.state_dict()
+    missing = [key for key in expected if key not in state]
+    unexpected = [key for key in state if key not in expected]
+    wrong_shape = [key for key in expected if key in state and state[key].shape != expected[key].shape]
+    if missing or unexpected or wrong_shape:
+        problems = [f"{label}: {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
+                    for label, keys in (("missing", missing), ("unexpected", unexpected),
+                                        ("wrong shape", wrong_shape)) if keys]
+        raise CheckpointError(
+            f"{folder}: weights do not match the model config ({'; '.join(problems)}); "
+            f"was {WEIGHTS} copied from another checkpoint?"
+        )
+    model.load_state_dict(state, strict=True)
     model.checkpoint_meta = document.get("meta", {})
     return model.eval()
 

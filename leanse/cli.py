@@ -78,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     profile.add_argument("--json", action="store_true")
     profile.add_argument("--no-rtf", action="store_true", help="skip the timing")
     profile.add_argument("--blocks", type=int, default=None)
+    profile.add_argument("--against", metavar="MODEL", default=None,
+                         help="a reference (e.g. the generalist preset): also print the reduction against it")
     profile.set_defaults(handler=cmd_profile)
 
     enhance = commands.add_parser("enhance", help="enhance audio files with a trained model")
@@ -156,24 +158,36 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_profile(args: argparse.Namespace) -> int:
     from leanse.checkpoint import is_checkpoint, load_checkpoint
-    from leanse.complexity import profile_model
+    from leanse.complexity import profile_model, reduction
     from leanse.ensemble.gates import GATE_PRESETS, build_gate
     from leanse.models import build_model
 
-    if is_checkpoint(args.model):
-        model = load_checkpoint(args.model)
-    elif args.model in GATE_PRESETS:  # gates and speaker embeddings are classifiers, not enhancers
-        model = build_gate(args.model)
-    else:
-        model = build_model(args.model)
+    def load(name: str):
+        if is_checkpoint(name):
+            return load_checkpoint(name)
+        if name in GATE_PRESETS:  # gates and speaker embeddings are classifiers, not enhancers
+            return build_gate(name)
+        return build_model(name)
+
+    model = load(args.model)
     kwargs = {"blocks": args.blocks} if args.blocks is not None else {}
     profile = profile_model(model, args.seconds, convention=args.convention, rtf=not args.no_rtf, **kwargs)
     profile["model"] = str(args.model)  # the preset name or checkpoint the user asked about
+    if args.against:
+        # e.g. a hard-gated ensemble (gate + one specialist run) against the generalist (001 Sec. 4)
+        reference = profile_model(load(args.against), args.seconds, convention=args.convention, rtf=False)
+        profile["against"] = {"model": args.against, "params": reference["params"],
+                              "effective_params": reference["effective_params"], "macs": reference["macs"]}
+        profile["reduction"] = reduction(profile, reference)
     if args.json:
         print(json.dumps(profile))
     else:
         for key, value in profile.items():
-            print(f"{key:>18}: {value:,}" if isinstance(value, int) else f"{key:>18}: {value}")
+            if key == "reduction":
+                for what, fraction in value.items():
+                    print(f"{'fewer ' + what:>18}: {100 * fraction:.1f} % than {args.against}")
+            elif key != "against":
+                print(f"{key:>18}: {value:,}" if isinstance(value, int) else f"{key:>18}: {value}")
     return 0
 
 

@@ -98,7 +98,7 @@ def si_sdri_figure(table: Mapping[str, Mapping[str, float | None]], columns: Seq
     ax.set_ylabel("SI-SDRi (dB)")
     ax.axhline(0, color="black", linewidth=0.6)
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(fontsize=7, ncol=min(len(table), 4), loc="upper center", bbox_to_anchor=(0.5, -0.1))
     if title:
         ax.set_title(title, fontsize=9)
     fig.tight_layout()

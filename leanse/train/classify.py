@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, Callable
 
 import lightning as L
@@ -34,7 +33,6 @@ from safetensors.torch import load_file
 from torch.utils.data import Dataset
 
 from leanse.checkpoint import WEIGHTS, checkpoint_folder, read_checkpoint_config
-from leanse.data.datamodule import GENDER_CLASSES
 from leanse.data.mixing import EPS, AudioReader, Mixer, MixingOptions, example_rng
 from leanse.data.records import Mixture, NoiseRecording, Utterance
 from leanse.ensemble.gates import Gate, UtteranceNet, build_gate, gate_bce_loss
@@ -267,17 +265,3 @@ def embed_utterances(
             out.setdefault(utterance.speaker, []).append(z[0])
     return {speaker: torch.stack(vectors) for speaker, vectors in out.items()}
 
-
-def gender_label(gender: str | None) -> int:
-    """The gender gate's class of a speaker sex (M -> 0, F -> 1, as the datasets label it)."""
-    if gender not in GENDER_CLASSES:
-        raise LeanseError(f"speaker sex {gender!r} is not M or F")
-    return GENDER_CLASSES[gender]
-
-
-def checkpoint_exists(path: Path) -> bool:
-    try:
-        checkpoint_folder(path)
-    except CheckpointError:
-        return False
-    return True

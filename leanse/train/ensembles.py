@@ -48,7 +48,7 @@ import numpy as np
 import torch
 
 from leanse.audio import save_audio
-from leanse.checkpoint import load_checkpoint, save_checkpoint
+from leanse.checkpoint import is_checkpoint, load_checkpoint, save_checkpoint
 from leanse.complexity import profile_model, reduction
 from leanse.config import from_dict, to_dict
 from leanse.data.datamodule import (
@@ -78,7 +78,7 @@ from leanse.ensemble.report import (
 )
 from leanse.ensemble.sparse import SparseEnsemble
 from leanse.ensemble.speaker import GroupClassifier, SpeakerEmbedding, SpeakerGate, speaker_groups
-from leanse.errors import CheckpointError, ConfigError, CorpusError, LeanseError
+from leanse.errors import CheckpointError, ConfigError, CorpusError
 from leanse.evaluate import evaluate_model
 from leanse.models import build_model
 from leanse.report import DEMO_NOTE, markdown_table, spectrogram_figure, text_table
@@ -86,7 +86,6 @@ from leanse.train.classify import (
     GateTask,
     PairDataset,
     VerificationTask,
-    checkpoint_exists,
     embed_utterances,
     load_gate,
     predict_classes,
@@ -312,6 +311,8 @@ def train_siamese(recipe: Recipe, corpus: Corpus, stage: SiameseStage, run_dir: 
     config = _stage_train(recipe.train, stage.train, "stages.siamese.train")
     options = recipe.data.mixing_options(None)
     data = recipe.data
+    if options.segment_seconds is None:
+        raise ConfigError("the Siamese pairs are batched segments: set data.segment_seconds (001: 5 s)")
     train_set = PairDataset(corpus.train, corpus.train_noise, options, stage.pairs_per_epoch, data.seed)
     valid_set = PairDataset(corpus.valid, corpus.valid_noise, options, stage.valid_pairs, data.seed,
                             fixed=True, prefix="valid-pair")
@@ -410,8 +411,8 @@ def load_parts(manifest: Path) -> SparseEnsemble:
         scale = float(parts.get("scale", 10.0))
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise CheckpointError(f"{manifest}: not an ensemble parts file ({err})") from None
-    missing = ([f"gate {gate_dir}"] if not checkpoint_exists(gate_dir) else []) + [
-        f"specialist {k} {path}" for k, path in enumerate(specialist_dirs) if not checkpoint_exists(path)
+    missing = ([f"gate {gate_dir}"] if not is_checkpoint(gate_dir) else []) + [
+        f"specialist {k} {path}" for k, path in enumerate(specialist_dirs) if not is_checkpoint(path)
     ]
     if missing:
         raise CheckpointError(
@@ -727,9 +728,9 @@ def _size_section(scores: SizeScores, parts: Partitioning, snrs: list[float] | N
         markdown_table(other), "",
         "Cost (paper convention, 1 s of audio):", "",
         markdown_table(cost_rows), "",
-        f"Against the generalist, the hard-gated ensemble has {100 * red.get('params', 0):.1f} % fewer parameters "
-        f"in total and runs {100 * red.get('effective_params', 0):.1f} % fewer parameters and "
-        f"{100 * red.get('effective_macs', 0):.1f} % fewer MACs per utterance (negative = more).", "",
+        f"Against the same-size generalist, the hard-gated ensemble has {_fewer(red.get('params'))} parameters "
+        f"in total and runs {_fewer(red.get('effective_params'))} parameters and {_fewer(red.get('effective_macs'))} "
+        f"MACs per utterance (`leanse.complexity.reduction`; the size sweep compares it with larger generalists).", "",
     ]
 
 
@@ -946,12 +947,14 @@ def _full_mixers(data: DataConfig, corpus: Corpus, groups: Path | None) -> Mixer
 
 
 def _partition_mixers(data: DataConfig, corpus: Corpus) -> Mixers:
-    """A specialist's data. A speaker group without validation speakers (possible for large K)
-    validates on the whole validation set rather than failing."""
+    """A specialist's data. A partition without validation utterances (a speaker group no validation
+    speaker falls in, a sex missing from a small hold-out) validates on the whole validation set
+    rather than failing."""
     partition = data.partition
-    if partition is not None and partition.by == "group":
-        mapping = _read_groups(Path(partition.groups))
-        if not any(mapping.get(u.speaker) == str(partition.value) for u in corpus.valid):
+    if partition is not None and partition.by in ("gender", "group"):
+        mapping = _read_groups(Path(partition.groups)) if partition.by == "group" else {}
+        label = (lambda u: u.gender) if partition.by == "gender" else (lambda u: mapping.get(u.speaker))
+        if not any(label(u) == str(partition.value) for u in corpus.valid):
             whole = build_mixers(dataclasses.replace(data, partition=None), corpus)
             own = build_mixers(data, dataclasses.replace(corpus, valid=corpus.train))
             return Mixers(own.train, whole.valid, whole.test, whole.valid_specs, whole.test_specs)
@@ -967,6 +970,12 @@ def _write_json(path: Path, value: Any) -> None:
 
 def _pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f} %"
+
+
+def _fewer(fraction: float | None) -> str:
+    if fraction is None:
+        return "(not measured)"
+    return f"{100 * fraction:.1f} % fewer" if fraction >= 0 else f"{-100 * fraction:.1f} % more"
 
 
 def _diff(a: float | None, b: float | None) -> float | None:
