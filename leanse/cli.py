@@ -149,7 +149,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         data.test_size = args.test_size
     mixers = build_mixers(data)
     specs = read_specs(args.list) if args.list else mixers.test_specs
-    kwargs = {"blocks": args.blocks} if args.blocks is not None else {}
+    kwargs = _blocks_argument(model, args.blocks)
     result = evaluate_model(model, fixed_mixtures(mixers.test, specs), out_dir=args.out,
                             workers=args.workers, source=args.source, **kwargs)
     print(result.table())
@@ -170,7 +170,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
         return build_model(name)
 
     model = load(args.model)
-    kwargs = {"blocks": args.blocks} if args.blocks is not None else {}
+    kwargs = _blocks_argument(model, args.blocks)
     profile = profile_model(model, args.seconds, convention=args.convention, rtf=not args.no_rtf, **kwargs)
     profile["model"] = str(args.model)  # the preset name or checkpoint the user asked about
     if args.against:
@@ -196,12 +196,26 @@ def cmd_enhance(args: argparse.Namespace) -> int:
     from leanse.enhance import enhance_files
 
     model = load_checkpoint(args.model)
-    kwargs = {"blocks": args.blocks} if args.blocks is not None else {}
+    kwargs = _blocks_argument(model, args.blocks)
     reports = enhance_files(args.inputs, args.out_dir, model, chunk_seconds=args.chunk_seconds,
                             source=args.source, **kwargs)
     for report in reports:
         print(report)
     return 0
+
+
+def _blocks_argument(model, blocks: int | None) -> dict:
+    """``--blocks l`` for scalable models (BLOOM-Net); a clear error for models without blocks."""
+    from leanse.errors import ConfigError
+
+    if blocks is None:
+        return {}
+    import inspect
+
+    if "blocks" not in inspect.signature(model.forward).parameters:
+        raise ConfigError(f"--blocks: this model ({model.config.get('name')}) is not scalable; drop --blocks")
+    model.check_blocks(blocks)
+    return {"blocks": blocks}
 
 
 if __name__ == "__main__":

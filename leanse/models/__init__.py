@@ -22,3 +22,4 @@ __all__ = [
     "register_model",
     "register_preset",
 ]
+from leanse.models import compression_baselines  # noqa: F401,E402  (fdnn, lstm_map, tcnn, gcrn)

@@ -44,6 +44,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from leanse.errors import ConfigError
 from leanse.models.base import EnhancementModel, register_model, register_preset
 from leanse.models.tasnet import (
     LearnedDecoder,
@@ -52,6 +53,10 @@ from leanse.models.tasnet import (
     apply_masks,
     make_norm,
 )
+
+
+class BlocksError(ConfigError, ValueError):
+    """``blocks`` outside ``1..num_blocks``: a user error (one-line CLI message), still a ValueError."""
 
 
 class Bottleneck(nn.Module):
@@ -199,7 +204,7 @@ class ResNetTasNetBase(EnhancementModel):
         if isinstance(blocks, bool) or not isinstance(blocks, int) or not (
             1 <= blocks <= self.num_blocks
         ):
-            raise ValueError(
+            raise BlocksError(
                 f"this model has {self.num_blocks} blocks; --blocks must be between 1 and "
                 f"{self.num_blocks}, not {blocks!r}"
             )
@@ -247,8 +252,13 @@ class ResNetTasNet(ResNetTasNetBase):
         masks = self.masker(self.separate(mix_rep, self.num_blocks))  # [B, 1, N, F]
         return self.decoder(apply_masks(mix_rep, masks), wav.shape[-1])[:, 0]
 
-    def separator_masker(self) -> SeparatorMasker:
-        """Bottleneck + all blocks + the masker: what 003 Table 2's MACs count."""
+    def separator_masker(self, blocks: int | None = None) -> SeparatorMasker:
+        """Bottleneck + all blocks + the masker: what 003 Table 2's MACs count.
+
+        Baseline 1 has one head, so only ``blocks=None`` or ``blocks=num_blocks`` is meaningful.
+        """
+        if self.check_blocks(blocks) != self.num_blocks:
+            raise BlocksError(f"a ResNet-TasNet of {self.num_blocks} blocks has a single exit after all of them")
         return SeparatorMasker(self.shared_bottleneck, list(self.separators), self.masker,
                                self.encoder, self.sample_rate)
 

@@ -37,6 +37,32 @@ def _ensemble_run(recipe: Recipe) -> Any:
     return run_ensemble_recipe(recipe)
 
 
+def _groupcomm_train(recipe: Recipe) -> Path:
+    from leanse.train.groupcomm import train_groupcomm
+
+    train_groupcomm(recipe)
+    return recipe.run_dir
+
+
+def _groupcomm_run(recipe: Recipe) -> Any:
+    from leanse.train.groupcomm import run_groupcomm
+
+    return run_groupcomm(recipe)
+
+
+def _bloom_train(recipe: Recipe) -> Path:
+    from leanse.train.bloom import train_bloom
+
+    train_bloom(recipe)
+    return recipe.run_dir
+
+
+def _bloom_run(recipe: Recipe) -> Any:
+    from leanse.train.bloom import run_bloom
+
+    return run_bloom(recipe)
+
+
 #: kind -> (train only, the whole run). Multi-stage methods register here.
 KINDS: dict[str, tuple[Callable[[Recipe], Path], Callable[[Recipe], Any]]] = {
     "single": (_single_train, _single_run),
@@ -44,6 +70,10 @@ KINDS: dict[str, tuple[Callable[[Recipe], Path], Callable[[Recipe], Any]]] = {
     "smole_snr": (_ensemble_train, _ensemble_run),
     "smole_gender": (_ensemble_train, _ensemble_run),
     "speaker_moe": (_ensemble_train, _ensemble_run),
+    # Paper 002: DPRNN-TasNet and GroupComm-DPRNN-TasNet rows (leanse.train.groupcomm).
+    "groupcomm": (_groupcomm_train, _groupcomm_run),
+    # Paper 003: Baseline 1 Full / Int., Baseline 2, BLOOM, BLOOM-FT (leanse.train.bloom).
+    "bloom": (_bloom_train, _bloom_run),
 }
 
 
