@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -18,7 +17,6 @@ from leanse.checkpoint import load_checkpoint
 from leanse.data.datamodule import build_mixers
 from leanse.train.recipe import load_recipe, train_model
 
-from conftest import write_librispeech, write_musan
 
 
 def _recipe(tmp_path: Path, corpus_root: Path, **train) -> Path:

@@ -46,7 +46,7 @@ SPEAKER_SMALL = ["stages.siamese.pairs_per_epoch=32", "stages.siamese.valid_pair
 
 
 def _recipe(kind: str, scale: str, corpus_root: Path, out: Path, *extra: str):
-    overrides = [f"data.corpus=librispeech", f"data.root={corpus_root}", f"data.noise_root={corpus_root}",
+    overrides = ["data.corpus=librispeech", f"data.root={corpus_root}", f"data.noise_root={corpus_root}",
                  f"out_dir={out}", *SMALL, *(SPEAKER_SMALL if kind == "speaker_moe" else []), *extra]
     return load_recipe(ROOT / "recipes" / kind / f"{scale}.yaml", overrides)
 
@@ -277,7 +277,7 @@ def test_k_that_does_not_match_the_partition_fails_before_training(tmp_path, cor
 
 
 def test_k_mismatch_is_one_line_from_the_command(tmp_path, corpus_root, capsys):
-    args = [f"data.corpus=librispeech", f"data.root={corpus_root}", f"out_dir={tmp_path / 'run'}",
+    args = ["data.corpus=librispeech", f"data.root={corpus_root}", f"out_dir={tmp_path / 'run'}",
             "stages.gate.model.num_classes=2"]
     assert main(["train", str(ROOT / "recipes/smole_snr/tiny.yaml"), *args]) == 2
     err = capsys.readouterr().err.strip()

@@ -59,7 +59,8 @@ from leanse.models.bloom import BloomNet, ResNetTasNet
 from leanse.models.tasnet import apply_masks
 from leanse.report import DEMO_NOTE, markdown_table, spectrogram_figure, text_table
 from leanse.train.engine import BEST, EnhancementTask, TrainConfig, fit
-from leanse.train.groupcomm import epochs_trained, torch_threads
+from leanse.train.engine import torch_threads
+from leanse.train.groupcomm import epochs_trained
 from leanse.train.recipe import Recipe, save_recipe
 from leanse.train.single import RunResult
 
@@ -417,8 +418,8 @@ def write_bloom_report(recipe: Recipe, table1: list[dict], table2: list[dict],
         "",
         "## Table 2: cost per depth l",
         "",
-        f"MACs per second of input (thop / `paper` convention), separator + masker only, as 003 counts. "
-        f"Params: what a system offering every profile up to l must store.",
+        "MACs per second of input (thop / `paper` convention), separator + masker only, as 003 counts. "
+        "Params: what a system offering every profile up to l must store.",
         "",
         markdown_table(table2),
         "",

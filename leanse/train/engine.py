@@ -21,9 +21,10 @@ import json
 import logging
 import os
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import lightning as L
 import torch
@@ -62,6 +63,7 @@ class TrainConfig:
     log_every_n_steps: int = 10
     progress_bar: bool = True
     seed: int = 0
+    threads: int | None = None  # torch threads for training (None: torch's default)
     trace: bool = False  # write the mixture ids each rank saw (checks data-parallel sharding)
 
     def __post_init__(self) -> None:
@@ -209,12 +211,13 @@ def fit(
         num_sanity_val_steps=0,
     )
     resume = state_dir / "last.ckpt"
-    trainer.fit(
-        task,
-        train_dataloaders=_loader(train_set, batch_size, num_workers, shuffle=True),
-        val_dataloaders=_loader(valid_set, valid_batch_size, num_workers, shuffle=False),
-        ckpt_path=str(resume) if resume.is_file() else None,
-    )
+    with torch_threads(config.threads):
+        trainer.fit(
+            task,
+            train_dataloaders=_loader(train_set, batch_size, num_workers, shuffle=True),
+            val_dataloaders=_loader(valid_set, valid_batch_size, num_workers, shuffle=False),
+            ckpt_path=str(resume) if resume.is_file() else None,
+        )
     if config.trace:
         trace = {
             "rank": trainer.global_rank,
@@ -225,6 +228,19 @@ def fit(
     if trainer.is_global_zero and not (run_dir / BEST).exists():
         save_checkpoint(model, run_dir / BEST, meta or {})  # no validation ran: keep the last weights
     return run_dir / BEST
+
+
+@contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """Run with ``threads`` torch threads (``None``: unchanged); restored afterwards. One thread is
+    much faster for tiny models on a busy two-core machine (OpenMP threads spin while waiting)."""
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(int(threads))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _quiet_lightning() -> None:

@@ -26,10 +26,9 @@ import itertools
 import json
 import re
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -54,7 +53,7 @@ from leanse.metrics import SI_SDR_CONVENTION
 from leanse.metrics import si_sdr as np_si_sdr
 from leanse.models import EnhancementModel, build_model
 from leanse.report import DEMO_NOTE, markdown_table, text_table
-from leanse.train.engine import BEST, EnhancementTask, TrainConfig, fit
+from leanse.train.engine import BEST, EnhancementTask, TrainConfig, fit, torch_threads
 from leanse.train.recipe import Recipe, save_recipe
 from leanse.train.single import RunResult
 
@@ -381,17 +380,6 @@ def write_groupcomm_report(recipe: Recipe, stages: GroupCommStages, table: list[
     return path
 
 
-@contextmanager
-def torch_threads(threads: int | None) -> Iterator[None]:
-    """Run with ``threads`` torch threads (``None``: unchanged); restored afterwards. One thread is
-    much faster for tiny models on a busy two-core machine (OpenMP threads spin while waiting)."""
-    before = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(int(threads))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _label(config: dict[str, Any]) -> str:

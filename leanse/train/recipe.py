@@ -8,8 +8,6 @@ minutes on two CPU cores. ``key=value`` overrides on the command line change any
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +16,7 @@ from typing import Any
 import yaml
 
 from leanse.config import apply_overrides, from_dict, load_yaml, to_dict
-from leanse.data.datamodule import DataConfig, Mixers, MixtureDataset, build_mixers, fixed_mixtures
+from leanse.data.datamodule import DataConfig, Mixers, MixtureDataset
 from leanse.data.mixing import write_specs
 from leanse.errors import ConfigError
 from leanse.models import build_model
