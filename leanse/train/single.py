@@ -48,11 +48,12 @@ def run_single(recipe: Recipe) -> RunResult:
     test_set = fixed_mixtures(mixers.test, mixers.test_specs)
     result = evaluate_model(model, test_set, out_dir=run_dir / "evaluation", workers=recipe.evaluate.workers)
     profile = profile_model(model, seconds=1.0, convention="paper")
+    profile["model"] = recipe.model.get("preset", profile["model"])
     means = result.means
     rows = [
         {"model": "noisy input", "params": None, "MACs/s": None, "RTF": None, "SI-SDRi": 0.0,
          "PESQ": means.get("pesq_noisy"), "STOI": means.get("stoi_noisy"), "ESTOI": means.get("estoi_noisy")},
-        {"model": recipe.model.get("preset", recipe.model.get("name")), "params": profile["params"],
+        {"model": profile["model"], "params": profile["params"],
          "MACs/s": float(profile["macs_per_second"]), "RTF": profile["rtf"], "SI-SDRi": means.get("si_sdri"),
          "PESQ": means.get("pesq"), "STOI": means.get("stoi"), "ESTOI": means.get("estoi")},
     ]
