@@ -223,18 +223,22 @@ def _rms(wav: np.ndarray) -> float:
 SPEC_FIELDS = [f.name for f in fields(MixtureSpec)]
 
 
-def write_specs(path: str | os.PathLike, specs: Sequence[MixtureSpec]) -> Path:
-    """Store a fixed list as CSV (atomic), so the exact same mixtures can be rebuilt later."""
+def write_csv_atomic(path: str | os.PathLike, fieldnames: Sequence[str], rows: Sequence[dict]) -> Path:
+    """Write rows as CSV beside ``path`` and move it into place: a crash never leaves half a list."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     with tmp.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=SPEC_FIELDS)
+        writer = csv.DictWriter(handle, fieldnames=fieldnames)
         writer.writeheader()
-        for spec in specs:
-            writer.writerow(asdict(spec))
+        writer.writerows(rows)
     os.replace(tmp, path)
     return path
+
+
+def write_specs(path: str | os.PathLike, specs: Sequence[MixtureSpec]) -> Path:
+    """Store a fixed list as CSV (atomic), so the exact same mixtures can be rebuilt later."""
+    return write_csv_atomic(path, SPEC_FIELDS, [asdict(spec) for spec in specs])
 
 
 def read_specs(path: str | os.PathLike) -> list[MixtureSpec]:

@@ -54,7 +54,7 @@ import torch
 from torch.utils.data import Dataset
 
 from leanse.data.datamodule import Corpus, DataConfig, read_corpus
-from leanse.data.mixing import EPS, AudioReader, MixingOptions, example_rng, fit_length
+from leanse.data.mixing import EPS, AudioReader, MixingOptions, example_rng, fit_length, write_csv_atomic
 from leanse.data.records import NoiseRecording, Utterance
 from leanse.data.reverb import RIRCache, Room, RoomRanges, delay_and_scale, direct_path, draw_room, reverberate
 from leanse.errors import ConfigError, CorpusError
@@ -351,18 +351,9 @@ SPEC_FIELDS = [f.name for f in dataclasses.fields(TwoTalkerSpec)]
 
 def write_two_talker_specs(path: str | os.PathLike, specs: Sequence[TwoTalkerSpec]) -> Path:
     """Store a fixed list as CSV (atomic): the exact same mixtures can be rebuilt later."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=SPEC_FIELDS)
-        writer.writeheader()
-        for spec in specs:
-            row = asdict(spec)
-            writer.writerow({key: json.dumps(value) if isinstance(value, (list, tuple, dict)) else value
-                             for key, value in row.items()})
-    os.replace(tmp, path)
-    return path
+    rows = [{key: json.dumps(value) if isinstance(value, (list, tuple, dict)) else value
+             for key, value in asdict(spec).items()} for spec in specs]
+    return write_csv_atomic(path, SPEC_FIELDS, rows)
 
 
 def read_two_talker_specs(path: str | os.PathLike) -> list[TwoTalkerSpec]:

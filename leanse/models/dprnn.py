@@ -38,7 +38,7 @@ from torch import nn
 from leanse.errors import ConfigError
 from leanse.models.base import EnhancementModel, register_model, register_preset
 from leanse.models.tasnet import (
-    NORM_EPS,
+    CumulativeLayerNorm,
     GlobalLayerNorm,
     LearnedDecoder,
     LearnedEncoder,
@@ -102,7 +102,7 @@ def overlap_add(chunks: torch.Tensor, length: int) -> torch.Tensor:
 # Normalisation of chunked tensors
 
 
-class ChunkedCumulativeLayerNorm(nn.Module):
+class ChunkedCumulativeLayerNorm(CumulativeLayerNorm):
     """Causal LN for chunked tensors: statistics over channels and every element up to time t.
 
     Element ``(p, s)`` of a ``[B, C, 2T, S]`` tensor holds frame ``t = s*T + p`` (in padded
@@ -110,16 +110,6 @@ class ChunkedCumulativeLayerNorm(nn.Module):
     at each element's own frame, so an element never sees statistics of a later frame -- unlike a
     cLN along the chunk axis alone, which would mix the far end of a chunk into its start.
     """
-
-    def __init__(self, channels: int, eps: float = NORM_EPS) -> None:
-        super().__init__()
-        self.eps = eps
-        self.weight = nn.Parameter(torch.ones(channels))
-        self.bias = nn.Parameter(torch.zeros(channels))
-
-    def exact_macs(self, args: tuple, kwargs: dict, output: torch.Tensor) -> int:
-        """``leanse.complexity`` "exact" rule: 2 per element, as for every run-time norm."""
-        return 2 * output.numel()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, C, 2T, S]`` -> ``[B, C, 2T, S]``."""
