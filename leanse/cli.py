@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -122,7 +123,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from leanse.train.stages import train_recipe
 
     best = train_recipe(load_recipe(args.recipe, args.overrides))
-    print(f"best checkpoint: {best}")
+    if os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")) == "0":  # DDP: say it once
+        print(f"best checkpoint: {best}")
     return 0
 
 
