@@ -1,0 +1,46 @@
+"""Model compression of paper 004 (Tan & Wang 2021): sparse regularisation (Sec. II-C),
+per-tensor sensitivity analysis and iterative pruning (Sec. II-B), k-means weight sharing
+(Sec. II-D). Library level; recipes build the pipelines of 004 Fig. 3 on top of these."""
+
+from leanse.compress.pruning import (
+    IterationRecord,
+    Pruner,
+    StackedLSTM,
+    iterative_prune,
+    remove_pruned_units,
+    sparsity_report,
+)
+from leanse.compress.quantization import (
+    PackedModel,
+    QuantizedTensor,
+    kmeans_codebook,
+    quantize_model,
+    quantize_tensor,
+    size_mb,
+)
+from leanse.compress.regularizers import (
+    PrunableTensor,
+    group_lasso_penalty,
+    group_matrix,
+    l1_penalty,
+    prunable_tensors,
+    sgl_proximal_step_,
+    sparse_group_lasso,
+)
+from leanse.compress.sensitivity import (
+    PAPER_RATIOS,
+    chosen_ratios,
+    format_table,
+    make_pruning_schedule,
+    pruning_sensitivity,
+    quantization_sensitivity,
+)
+
+__all__ = [
+    "IterationRecord", "Pruner", "StackedLSTM", "iterative_prune", "remove_pruned_units",
+    "sparsity_report", "PackedModel", "QuantizedTensor", "kmeans_codebook", "quantize_model",
+    "quantize_tensor", "size_mb", "PrunableTensor", "group_lasso_penalty", "group_matrix",
+    "l1_penalty", "prunable_tensors", "sgl_proximal_step_", "sparse_group_lasso",
+    "PAPER_RATIOS", "chosen_ratios", "format_table", "make_pruning_schedule",
+    "pruning_sensitivity", "quantization_sensitivity",
+]

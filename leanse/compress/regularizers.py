@@ -1,0 +1,202 @@
+"""Prunable tensors, their weight groups, and the sparse regularisers of paper 004 (Sec. II-C).
+
+Paper 004 (Tan & Wang 2021) numbers its method sections II-B (pruning), II-C (sparse
+regularisation) and II-D (clustering-based quantization); Sec. III is the experimental setup.
+
+*Prunable tensors* are the weight matrices/kernels of ``nn.Linear``, ``nn.Conv{1,2,3}d``,
+``nn.ConvTranspose{1,2,3}d`` and the ``weight_ih/hh/hr`` matrices of ``nn.RNN/LSTM/GRU``. Biases,
+normalisation and PReLU parameters are not (004 prunes "weights"; the choice is ours where the
+paper is silent).
+
+*Weight groups* (``by="output"``, the default) are the unit that structured pruning physically
+removes: one output neuron of a Linear layer (a row of ``weight``), one output channel of a
+(transposed) convolution, one hidden unit of an RNN (its rows in all gates: LSTM ``i, f, g, o``,
+GRU ``r, z, n``). 004 defines groups as *columns* of FC/RNN matrices and as single kernels of
+convolutions (Sec. II-B); ``by="input"`` gives the column (input-unit) groups of every tensor.
+Removing a hidden neuron removes its row in one layer and its column in the next, so both views
+lead to the same smaller network; rows keep the penalty on the tensor that produces the unit.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+__all__ = [
+    "PrunableTensor",
+    "prunable_tensors",
+    "group_index",
+    "group_matrix",
+    "l1_penalty",
+    "group_lasso_penalty",
+    "sparse_group_lasso",
+    "sgl_proximal_step_",
+]
+
+_CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+_CONV_T = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+_GATES = {"LSTM": 4, "GRU": 3, "RNN_TANH": 1, "RNN_RELU": 1}
+
+
+@dataclass(frozen=True)
+class PrunableTensor:
+    """One prunable weight tensor and how it splits into groups.
+
+    Attributes:
+        name: parameter name in ``model.named_parameters()``.
+        module: the owning module.
+        attr: attribute name of the parameter on ``module``.
+        kind: ``"linear"``, ``"conv"``, ``"conv_transpose"`` or ``"rnn"``.
+        out_dim: dimension indexing output units (1 for transposed convolutions, else 0).
+        gates: gate blocks stacked along ``out_dim`` (LSTM 4, GRU 3, otherwise 1).
+    """
+
+    name: str
+    module: nn.Module
+    attr: str
+    kind: str
+    out_dim: int = 0
+    gates: int = 1
+
+    @property
+    def weight(self) -> nn.Parameter:
+        return getattr(self.module, self.attr)
+
+    def rnn_biases(self) -> list[str]:
+        """Names (on ``module``) of the biases belonging to this RNN input/hidden matrix's units."""
+        if self.kind != "rnn" or self.attr.startswith("weight_hr") or not self.module.bias:
+            return []
+        suffix = self.attr.split("_", 2)[2]  # "l0", "l1_reverse"
+        return [f"bias_ih_{suffix}", f"bias_hh_{suffix}"]
+
+
+def prunable_tensors(model: nn.Module) -> list[PrunableTensor]:
+    """All prunable weight tensors of ``model`` in ``named_modules`` order (shared ones once)."""
+    found: list[PrunableTensor] = []
+    seen: set[int] = set()
+    for module_name, module in model.named_modules():
+        prefix = f"{module_name}." if module_name else ""
+        entries: list[tuple[str, str, int, int]] = []
+        if isinstance(module, nn.Linear):
+            entries = [("weight", "linear", 0, 1)]
+        elif isinstance(module, _CONV):
+            entries = [("weight", "conv", 0, 1)]
+        elif isinstance(module, _CONV_T):
+            entries = [("weight", "conv_transpose", 1, 1)]
+        elif isinstance(module, nn.RNNBase):
+            gates = _GATES[module.mode]
+            for attr, _ in module.named_parameters(recurse=False):
+                if attr.startswith("weight_hr"):
+                    entries.append((attr, "rnn", 0, 1))
+                elif attr.startswith("weight_"):
+                    entries.append((attr, "rnn", 0, gates))
+        for attr, kind, out_dim, gates in entries:
+            param = getattr(module, attr, None)
+            if not isinstance(param, nn.Parameter) or id(param) in seen:
+                continue
+            seen.add(id(param))
+            found.append(PrunableTensor(prefix + attr, module, attr, kind, out_dim, gates))
+    return found
+
+
+def group_matrix(weight: torch.Tensor, spec: PrunableTensor, by: str = "output") -> torch.Tensor:
+    """View ``weight`` as ``[num_groups, group_size]`` (a differentiable reshape).
+
+    ``by="output"``: one row per output unit (RNN: the unit's rows of every gate);
+    ``by="input"``: one row per input unit (004's "columns", Sec. II-B).
+    """
+    if by == "output":
+        w = weight.movedim(spec.out_dim, 0)
+        if spec.gates > 1:
+            units = w.shape[0] // spec.gates
+            return w.reshape(spec.gates, units, -1).transpose(0, 1).reshape(units, -1)
+        return w.reshape(w.shape[0], -1)
+    if by == "input":
+        in_dim = 1 - spec.out_dim
+        w = weight.movedim(in_dim, 0)
+        return w.reshape(w.shape[0], -1)
+    raise ValueError(f"group by 'output' or 'input', not {by!r}")
+
+
+def group_index(spec: PrunableTensor, by: str = "output") -> torch.Tensor:
+    """Flat element indices of each group, ``[num_groups, group_size]`` (for building masks)."""
+    weight = spec.weight
+    flat = torch.arange(weight.numel(), device=weight.device).reshape(weight.shape)
+    return group_matrix(flat, spec, by)
+
+
+def _specs(model: nn.Module, groups: list[PrunableTensor] | None) -> list[PrunableTensor]:
+    return prunable_tensors(model) if groups is None else groups
+
+
+def l1_penalty(model: nn.Module, weight: float,
+               tensors: list[PrunableTensor] | None = None) -> torch.Tensor:
+    """004 Eq. (7): ``R_l1 = lambda_1 / n(W) * sum_{w in W} |w|``.
+
+    ``W`` is the set of nonzero weights of the prunable tensors; ``n(W)`` is counted without
+    gradient (it is a normaliser, not a function of the weights to differentiate).
+    """
+    specs = _specs(model, tensors)
+    if not specs:
+        return torch.zeros(())
+    total = sum(spec.weight.abs().sum() for spec in specs)
+    count = sum(int(torch.count_nonzero(spec.weight.detach())) for spec in specs)
+    return weight * total / max(count, 1)
+
+
+def group_lasso_penalty(model: nn.Module, weight: float,
+                        groups: list[PrunableTensor] | None = None,
+                        by: str = "output") -> torch.Tensor:
+    """004 Eq. (8): ``R_l21 = lambda_2 / n(G) * sum_{g in G} sqrt(p_g) * ||g||_2``.
+
+    ``G`` is every weight group of the given tensors (pruned ones included, as the equation
+    says "all weight groups"); ``p_g`` is the group's number of weights. At ``g = 0`` the
+    gradient is the zero subgradient (``torch.linalg.vector_norm``'s convention).
+    """
+    specs = _specs(model, groups)
+    if not specs:
+        return torch.zeros(())
+    total = torch.zeros(())
+    count = 0
+    for spec in specs:
+        rows = group_matrix(spec.weight, spec, by)
+        total = total + math.sqrt(rows.shape[1]) * torch.linalg.vector_norm(rows, dim=1).sum()
+        count += rows.shape[0]
+    return weight * total / max(count, 1)
+
+
+def sparse_group_lasso(model: nn.Module, groups: list[PrunableTensor] | None,
+                       lambda_l1: float, lambda_group: float,
+                       by: str = "output") -> torch.Tensor:
+    """004 Eq. (9): ``R_SGL = R_l1 + R_l21`` (Eq. (7) plus Eq. (8)); the loss is ``L + R_SGL``."""
+    return (l1_penalty(model, lambda_l1, groups)
+            + group_lasso_penalty(model, lambda_group, groups, by))
+
+
+@torch.no_grad()
+def sgl_proximal_step_(model: nn.Module, groups: list[PrunableTensor] | None, step: float,
+                       lambda_l1: float, lambda_group: float, by: str = "output") -> None:
+    """Proximal operator of Eq. (9) for a gradient step of size ``step``, in place.
+
+    004 trains with the penalty added to the loss (plain (sub)gradients, which shrink groups but
+    rarely make them exactly zero); this optional proximal step (Simon et al. 2013, [38]) does
+    produce exact zeros: elementwise soft-thresholding by ``step * lambda_1 / n(W)``, then
+    group shrinkage ``g <- max(0, 1 - t_g / ||g||) g`` with
+    ``t_g = step * lambda_2 sqrt(p_g) / n(G)``.
+    Call it after ``optimizer.step()`` with ``step`` = the learning rate.
+    """
+    specs = _specs(model, groups)
+    n_w = max(sum(int(torch.count_nonzero(s.weight)) for s in specs), 1)
+    n_g = max(sum(group_matrix(s.weight, s, by).shape[0] for s in specs), 1)
+    for spec in specs:
+        w = spec.weight
+        w.copy_(torch.sign(w) * torch.clamp(w.abs() - step * lambda_l1 / n_w, min=0.0))
+        index = group_index(spec, by)
+        rows = w.reshape(-1)[index]
+        threshold = step * lambda_group * math.sqrt(rows.shape[1]) / n_g
+        norms = torch.linalg.vector_norm(rows, dim=1, keepdim=True)
+        scale = torch.clamp(1.0 - threshold / norms.clamp_min(1e-30), min=0.0)
+        w.view(-1)[index.reshape(-1)] = (rows * scale).reshape(-1)
