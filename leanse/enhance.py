@@ -41,6 +41,7 @@ import torch
 
 from leanse.audio import SILENCE_PEAK, audio_info, iter_audio_blocks
 from leanse.errors import AudioError, ConfigError, LeanseError
+from leanse.models.base import check_source
 
 #: Frames read from the input file per block (about 4 s at 16 kHz).
 BLOCK_FRAMES = 65536
@@ -326,16 +327,7 @@ def _model_forward(
     model: torch.nn.Module, source: int | None, forward_kwargs: dict[str, Any]
 ) -> Callable[[np.ndarray], np.ndarray]:
     """A ``[L] -> [L]`` numpy function running ``model`` (no grad), selecting ``source``."""
-    num_sources = int(getattr(model, "num_sources", 1))
-    if num_sources > 1:
-        if source is None:
-            raise LeanseError(
-                f"this is a separation model with {num_sources} outputs; choose one with --source"
-                f" (0..{num_sources - 1})"
-            )
-        if not 0 <= source < num_sources:
-            raise LeanseError(f"--source {source} is out of range: the model has {num_sources} outputs"
-                              f" (0..{num_sources - 1})")
+    num_sources = check_source(model, source)
     param = next(model.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
 

@@ -183,11 +183,13 @@ def evaluate_model(
             ``clean``; required for such models.
         forward_kwargs: passed to ``model(noisy, **forward_kwargs)`` (e.g. ``blocks=3``).
     """
-    import torch
+    import torch  # imported here, not at the top: the scoring workers never need it
+
+    from leanse.models.base import check_source
 
     if batch_size < 1 or workers < 0:
         raise LeanseError(f"need batch_size >= 1 and workers >= 0, got {batch_size} and {workers}")
-    num_sources = _check_source(model, source)
+    num_sources = check_source(model, source)
     rate = int(model.sample_rate)
     rows: list[dict[str, Any]] = []
     pending: deque[tuple[dict[str, Any], Future | dict]] = deque()
@@ -269,20 +271,6 @@ def _init_worker() -> None:
 
     if "torch" in sys.modules:  # only when the parent's __main__ imported it (forkserver preload)
         sys.modules["torch"].set_num_threads(1)
-
-
-def _check_source(model: Any, source: int | None) -> int:
-    num_sources = int(getattr(model, "num_sources", 1))
-    if num_sources > 1:
-        if source is None:
-            raise LeanseError(
-                f"this is a separation model with {num_sources} outputs; choose one with --source"
-                f" (0..{num_sources - 1}), the output scored against the clean reference"
-            )
-        if not 0 <= source < num_sources:
-            raise LeanseError(f"--source {source} is out of range: the model has {num_sources} outputs"
-                              f" (0..{num_sources - 1})")
-    return num_sources
 
 
 def _check_mixture(mixture: "Mixture", rate: int) -> None:

@@ -14,7 +14,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from leanse.errors import ConfigError
+from leanse.errors import ConfigError, LeanseError
 
 MODEL_REGISTRY: dict[str, type["EnhancementModel"]] = {}
 #: Named presets: the architectures of the papers (``paper``) and small ones for tests (``tiny``).
@@ -104,3 +104,22 @@ def build_model(config: dict[str, Any] | str) -> EnhancementModel:
         return cls(**config)
     except (TypeError, ValueError) as err:
         raise ConfigError(f"model {name!r}: {err}") from None
+
+
+def check_source(model: torch.nn.Module, source: int | None) -> int:
+    """Validate the ``--source`` choice for ``model`` and return its number of outputs.
+
+    A separation model (``num_sources > 1``) needs one output chosen for single-signal uses
+    (enhancing a file, scoring against one clean reference); an enhancement model needs none.
+    """
+    num_sources = int(getattr(model, "num_sources", 1))
+    if num_sources > 1:
+        if source is None:
+            raise LeanseError(
+                f"this is a separation model with {num_sources} outputs; choose one with --source"
+                f" (0..{num_sources - 1})"
+            )
+        if not 0 <= source < num_sources:
+            raise LeanseError(f"--source {source} is out of range: the model has {num_sources} outputs"
+                              f" (0..{num_sources - 1})")
+    return num_sources

@@ -96,16 +96,8 @@ class ExitTask(EnhancementTask):
         super().__init__(model, config, parameters)
         self.blocks = blocks
 
-    def _loss(self, batch: dict) -> torch.Tensor:
+    def compute_loss(self, batch: dict) -> torch.Tensor:
         return self.loss_fn(self.model(batch["noisy"], blocks=self.blocks), batch["clean"])
-
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        loss = self._loss(batch)
-        self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(batch["noisy"]))
-        return loss
-
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
-        self.log("val_loss", self._loss(batch), prog_bar=True, sync_dist=True, batch_size=len(batch["noisy"]))
 
 
 class AllExitsTask(ExitTask):
@@ -114,7 +106,7 @@ class AllExitsTask(ExitTask):
     def __init__(self, model: BloomNet, config: TrainConfig) -> None:
         super().__init__(model, config, model.num_blocks, model.unfreeze)
 
-    def _loss(self, batch: dict) -> torch.Tensor:
+    def compute_loss(self, batch: dict) -> torch.Tensor:
         exits = self.model.forward_all_exits(batch["noisy"])  # [B, L, T]
         return sum(self.loss_fn(exits[:, l], batch["clean"]) for l in range(exits.shape[1]))
 
@@ -129,7 +121,7 @@ class CascadeStageTask(ExitTask):
     def on_fit_start(self) -> None:
         self._previous[0].to(self.device)
 
-    def _loss(self, batch: dict) -> torch.Tensor:
+    def compute_loss(self, batch: dict) -> torch.Tensor:
         with torch.no_grad():
             previous = self._previous[0](batch["noisy"])  # [B, T] = s_hat^(l-1)
         return self.loss_fn(self.model(previous), batch["clean"])

@@ -38,7 +38,7 @@ from leanse.data.records import Mixture, NoiseRecording, Utterance
 from leanse.ensemble.gates import Gate, UtteranceNet, build_gate, gate_bce_loss
 from leanse.ensemble.speaker import SiameseVerifier, SpeakerEmbedding, verification_pairs
 from leanse.errors import CheckpointError, ConfigError, LeanseError
-from leanse.train.engine import TrainConfig
+from leanse.train.engine import TrainConfig, build_optimizer
 
 #: Labels a gate can learn, as named in the items of :class:`~leanse.data.datamodule.MixtureDataset`.
 LABELS = ("snr_class", "gender_class", "group")
@@ -69,16 +69,8 @@ class _ClassifierTaskBase(L.LightningModule):
         self.config = config
 
     def configure_optimizers(self) -> Any:
-        optimizer = torch.optim.Adam(
-            [p for p in self.model.parameters() if p.requires_grad],  # a frozen f stays frozen (001 Sec. 2.4)
-            lr=self.config.lr,
-            weight_decay=self.config.weight_decay,
-            amsgrad=self.config.optimizer == "amsgrad",
-        )
-        scheduler = torch.optim.lr_scheduler.StepLR(
-            optimizer, step_size=self.config.lr_decay_every, gamma=self.config.lr_decay
-        )
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+        # Only trainable parameters: a frozen f stays frozen (001 Sec. 2.4).
+        return build_optimizer([p for p in self.model.parameters() if p.requires_grad], self.config)
 
     def on_train_epoch_start(self) -> None:
         dataset = getattr(self.trainer.train_dataloader, "dataset", None)

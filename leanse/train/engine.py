@@ -72,6 +72,16 @@ class TrainConfig:
         get_loss(self.loss)
 
 
+def build_optimizer(parameters: Any, config: TrainConfig) -> dict[str, Any]:
+    """Adam or AMSGrad with a step learning-rate decay, as Lightning's ``configure_optimizers``
+    returns it; every task of every stage uses this one."""
+    optimizer = torch.optim.Adam(
+        parameters, lr=config.lr, weight_decay=config.weight_decay, amsgrad=config.optimizer == "amsgrad"
+    )
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.lr_decay_every, gamma=config.lr_decay)
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+
+
 class EnhancementTask(L.LightningModule):
     """Trains a waveform-in, waveform-out model on a waveform loss (negative SI-SDR by default)."""
 
@@ -87,29 +97,23 @@ class EnhancementTask(L.LightningModule):
     def forward(self, noisy: torch.Tensor) -> torch.Tensor:
         return self.model(noisy)
 
+    def compute_loss(self, batch: dict) -> torch.Tensor:
+        """The training objective of one batch; stages with another objective override this."""
+        return self.loss_fn(self.model(batch["noisy"]), batch["clean"])
+
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         if self.config.trace:
             self.seen_ids.extend(batch["id"])
-        loss = self.loss_fn(self.model(batch["noisy"]), batch["clean"])
+        loss = self.compute_loss(batch)
         self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(batch["noisy"]))
         return loss
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        estimate = self.model(batch["noisy"])
-        loss = self.loss_fn(estimate, batch["clean"])
+        loss = self.compute_loss(batch)
         self.log("val_loss", loss, prog_bar=True, sync_dist=True, batch_size=len(batch["noisy"]))
 
     def configure_optimizers(self) -> Any:
-        optimizer = torch.optim.Adam(
-            self.trainable(),
-            lr=self.config.lr,
-            weight_decay=self.config.weight_decay,
-            amsgrad=self.config.optimizer == "amsgrad",
-        )
-        scheduler = torch.optim.lr_scheduler.StepLR(
-            optimizer, step_size=self.config.lr_decay_every, gamma=self.config.lr_decay
-        )
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+        return build_optimizer(self.trainable(), self.config)
 
     def on_train_epoch_start(self) -> None:
         # New mixtures every epoch; the dataset seeds each draw by (seed, epoch, index).

@@ -107,17 +107,9 @@ class SeparationTask(EnhancementTask):
             raise ConfigError(f"train.loss: separation trains on {' or '.join(PIT_METRICS)}, not {config.loss!r}")
         self.metric = PIT_METRICS[config.loss]
 
-    def _loss(self, batch: dict[str, Any]) -> torch.Tensor:
+    def compute_loss(self, batch: dict[str, Any]) -> torch.Tensor:
         estimates = self.model(batch["noisy"])  # [B, S, T]
         return pit_loss(estimates, batch["sources"], self.metric)
-
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        loss = self._loss(batch)
-        self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(batch["noisy"]))
-        return loss
-
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
-        self.log("val_loss", self._loss(batch), prog_bar=True, sync_dist=True, batch_size=len(batch["noisy"]))
 
     def on_train_epoch_start(self) -> None:
         dataset = getattr(self.trainer.train_dataloader, "dataset", None)
