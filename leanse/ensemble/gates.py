@@ -26,6 +26,7 @@ from torch import nn
 
 from leanse.dsp import STFT
 from leanse.errors import ConfigError
+from leanse.registry import build_registered
 
 RNN_TYPES: dict[str, type[nn.RNNBase]] = {"lstm": nn.LSTM, "gru": nn.GRU}
 
@@ -146,32 +147,7 @@ def build_gate(config: dict[str, Any] | str) -> UtteranceNet:
     Accepts ``"snr-gate-128x2"``, ``{"preset": NAME, **overrides}`` or ``{"name": GATE, **args}``;
     unknown names and arguments raise :class:`ConfigError` naming the offending key.
     """
-    if isinstance(config, str):
-        config = {"preset": config}
-    if not isinstance(config, dict):
-        raise ConfigError(f"a gate config must be a dict or a preset name, not {type(config).__name__}")
-    config = dict(config)
-    if "preset" in config:
-        preset = config.pop("preset")
-        if preset not in GATE_PRESETS:
-            raise ConfigError(
-                f"unknown gate preset {preset!r}; known gate presets: {', '.join(sorted(GATE_PRESETS))}"
-            )
-        config = {**GATE_PRESETS[preset], **config}
-    name = config.pop("name", None)
-    if name not in GATE_REGISTRY:
-        raise ConfigError(f"unknown gate name {name!r}; known gates: {', '.join(sorted(GATE_REGISTRY))}")
-    cls = GATE_REGISTRY[name]
-    accepted = [k for k in inspect.signature(cls.__init__).parameters if k != "self"]
-    unknown = sorted(set(config) - set(accepted))
-    if unknown:
-        raise ConfigError(
-            f"gate {name!r} has no option {unknown[0]!r}; its options are: {', '.join(accepted)}"
-        )
-    try:
-        return cls(**config)
-    except (TypeError, ValueError) as err:
-        raise ConfigError(f"gate {name!r}: {err}") from None
+    return build_registered(config, GATE_REGISTRY, GATE_PRESETS, "gate")
 
 
 @register_gate("rnn_gate")

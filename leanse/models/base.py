@@ -14,7 +14,8 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from leanse.errors import ConfigError, LeanseError
+from leanse.errors import LeanseError
+from leanse.registry import build_registered
 
 MODEL_REGISTRY: dict[str, type["EnhancementModel"]] = {}
 #: Named presets: the architectures of the papers (``paper``) and small ones for tests (``tiny``).
@@ -78,32 +79,7 @@ def build_model(config: dict[str, Any] | str) -> EnhancementModel:
     A dict may be ``{"preset": NAME, **overrides}`` or ``{"name": MODEL, **arguments}``. Unknown
     names and arguments raise :class:`ConfigError` naming the offending key.
     """
-    if isinstance(config, str):
-        config = {"preset": config}
-    config = dict(config)
-    if "preset" in config:
-        preset = config.pop("preset")
-        if preset not in PRESETS:
-            raise ConfigError(
-                f"unknown model preset {preset!r}; known presets: {', '.join(sorted(PRESETS))}"
-            )
-        config = {**PRESETS[preset], **config}
-    name = config.pop("name", None)
-    if name not in MODEL_REGISTRY:
-        raise ConfigError(
-            f"unknown model name {name!r}; known models: {', '.join(sorted(MODEL_REGISTRY))}"
-        )
-    cls = MODEL_REGISTRY[name]
-    accepted = [k for k in inspect.signature(cls.__init__).parameters if k != "self"]
-    unknown = sorted(set(config) - set(accepted))
-    if unknown:
-        raise ConfigError(
-            f"model {name!r} has no option {unknown[0]!r}; its options are: {', '.join(accepted)}"
-        )
-    try:
-        return cls(**config)
-    except (TypeError, ValueError) as err:
-        raise ConfigError(f"model {name!r}: {err}") from None
+    return build_registered(config, MODEL_REGISTRY, PRESETS, "model")
 
 
 def check_source(model: torch.nn.Module, source: int | None) -> int:
