@@ -157,25 +157,6 @@ def test_greedy_stage_l_trains_block_l_with_its_masker_and_decoder_only(stage: i
     assert all(p.requires_grad for p in model.parameters())
 
 
-@pytest.mark.parametrize("preset", ["tiny-bloom", "tiny-resnet-tasnet"])
-def test_causal_model_output_does_not_depend_on_future_input(preset: str):
-    torch.manual_seed(0)
-    t0 = 5000
-    changed = {}
-    for causal in (True, False):
-        model = build_model({"preset": preset, "causal": causal}).eval()
-        wav = torch.randn(2, 8000)
-        future_changed = wav.clone()
-        future_changed[:, t0:] = torch.randn(2, 8000 - t0)
-        with torch.no_grad():
-            diff = (model(wav) - model(future_changed)).abs()
-        # One encoder window of look-ahead is inherent to framing.
-        changed[causal] = diff[:, : t0 - model.kernel_size].max().item()
-        assert diff[:, t0:].max() > 0
-    assert changed[True] == 0.0
-    assert changed[False] > 0  # the check can tell: the non-causal model looks ahead
-
-
 @pytest.mark.parametrize("preset", ["tiny-bloom", "tiny-resnet-tasnet", "bloom-l2"])
 def test_waveform_in_waveform_out_of_any_length(preset: str):
     model = build_model(preset).eval()
