@@ -1,6 +1,7 @@
 """The ``leanse`` command.
 
     leanse data demo --out DIR            write the embedded demo corpus
+    leanse data real --out DIR            real speech + noise from Debian packages, and the dev set
     leanse run RECIPE [key=value ...]     the whole job: train, score, enhance an example, report
     leanse train RECIPE [key=value ...]   train only (resumes a killed run)
     leanse evaluate CHECKPOINT --data D   score a model on a fixed test list
@@ -50,6 +51,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--workers", type=int, default=None)
     demo.set_defaults(handler=cmd_data_demo)
+    real = data.add_parser(
+        "real", help="build the real-speech corpus and dev set from Debian's archive (apt-get download)")
+    real.add_argument("--out", required=True, type=Path, help="an empty folder for the corpus")
+    real.add_argument("--debs", type=Path, default=None,
+                      help="a folder that already holds the .deb files (skips apt-get download)")
+    real.add_argument("--dev-mixtures", type=int, default=300, help="size of the fixed dev set")
+    real.set_defaults(handler=cmd_data_real)
 
     for name, handler, text in (
         ("run", cmd_run, "train, score, enhance an example and write the report"),
@@ -102,6 +110,15 @@ def cmd_data_demo(args: argparse.Namespace) -> int:
         seed=args.seed, workers=args.workers, progress=True,
     )
     print(json.dumps(summary, indent=2, default=str))
+    return 0
+
+
+def cmd_data_real(args: argparse.Namespace) -> int:
+    from leanse.data.real import build_real_corpus
+
+    summary = build_real_corpus(args.out, debs=args.debs, dev_mixtures=args.dev_mixtures, progress=True)
+    brief = {k: v for k, v in summary.items() if k not in ("voices", "speakers")}
+    print(json.dumps(brief, indent=2))
     return 0
 
 

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 import numpy as np
 
 from leanse.errors import AudioError, LeanseError
-from leanse.metrics import METRICS, SI_SDR_CONVENTION, pesq_mode, score_pair
+from leanse.metrics import DNSMOS_KEYS, METRICS, SI_SDR_CONVENTION, pesq_mode, score_pair
 
 if TYPE_CHECKING:  # torch is imported lazily: scoring workers unpickle functions from here
     import torch
@@ -166,6 +166,7 @@ def evaluate_model(
     batch_size: int = 1,
     group_by: tuple[str, ...] = ("snr",),
     source: int | None = None,
+    dnsmos: bool = False,
     **forward_kwargs: Any,
 ) -> EvaluationResult:
     """Enhance every mixture's ``noisy`` with ``model`` and score it against its ``clean``.
@@ -181,6 +182,7 @@ def evaluate_model(
         group_by: ``meta`` labels to break the means down by.
         source: for a separation model (``num_sources > 1``), the output scored against
             ``clean``; required for such models.
+        dnsmos: also score DNSMOS SIG / BAK / OVRL (optional extra ``leanse[dnsmos]``).
         forward_kwargs: passed to ``model(noisy, **forward_kwargs)`` (e.g. ``blocks=3``).
     """
     import torch  # imported here, not at the top: the scoring workers never need it
@@ -218,7 +220,7 @@ def evaluate_model(
             estimates = out.float().cpu().numpy()
             for mixture, estimate in zip(group, estimates):
                 args = (estimate, mixture.clean, mixture.noisy, rate)
-                scores = pool.submit(score_pair, *args) if pool else score_pair(*args)
+                scores = pool.submit(score_pair, *args, dnsmos=dnsmos) if pool else score_pair(*args, dnsmos=dnsmos)
                 pending.append((_row_base(mixture), scores))
                 drain(max_pending)
 
@@ -298,7 +300,8 @@ def _row_base(mixture: "Mixture") -> dict[str, Any]:
 
 def _means(rows: list[dict[str, Any]]) -> dict[str, float | None]:
     means: dict[str, float | None] = {}
-    for metric in METRICS:
+    optional = [k for base in DNSMOS_KEYS for k in (base, f"{base}_noisy") if any(k in row for row in rows)]
+    for metric in (*METRICS, *optional):
         values = [row[metric] for row in rows if row.get(metric) is not None]
         means[metric] = float(np.mean(values)) if values else None
     return means

@@ -145,19 +145,27 @@ def _pystoi_score(ref: np.ndarray, est: np.ndarray, rate: int, extended: bool) -
     return value
 
 
-def score_pair(est: np.ndarray, ref: np.ndarray, noisy: np.ndarray, rate: int) -> dict[str, float | None]:
+def score_pair(
+    est: np.ndarray, ref: np.ndarray, noisy: np.ndarray, rate: int, dnsmos: bool = False
+) -> dict[str, float | None]:
     """Every metric of one file: the estimate against the clean reference, and the noisy input.
 
     Returns the keys of :data:`METRICS`: ``si_sdr``, ``si_sdri``, ``pesq``, ``stoi``, ``estoi``
     for the estimate, and ``si_sdr_noisy``, ``pesq_noisy``, ``stoi_noisy``, ``estoi_noisy`` for
     the unprocessed input ("against the noisy input" columns). PESQ/STOI/ESTOI may be ``None``
     (failure). All three signals are ``[T]`` at ``rate`` Hz and must have the same length.
+    ``dnsmos=True`` adds :data:`DNSMOS_KEYS` for the estimate and ``*_noisy`` for the input.
     """
     est, ref = _as_mono_pair(est, ref, "score_pair")
     noisy, _ = _as_mono_pair(noisy, ref, "score_pair")
     sdr = si_sdr(est, ref)
     sdr_noisy = si_sdr(noisy, ref)
+    extra: dict[str, float | None] = {}
+    if dnsmos:
+        extra.update(dnsmos_score(est, rate))
+        extra.update({f"{k}_noisy": v for k, v in dnsmos_score(noisy, rate).items()})
     return {
+        **extra,
         "si_sdr": sdr,
         "si_sdri": sdr - sdr_noisy,
         "pesq": pesq_score(ref, est, rate),
@@ -182,3 +190,46 @@ def _as_mono_pair(a: np.ndarray, b: np.ndarray, where: str) -> tuple[np.ndarray,
 def _check_same_shape(a: np.ndarray, b: np.ndarray, where: str) -> None:
     if a.shape != b.shape:
         raise ValueError(f"{where}: signals differ in shape {a.shape} vs {b.shape}; align them first")
+
+
+#: DNSMOS P.835 columns (Reddy et al. 2022): speech signal, background, overall quality.
+DNSMOS_KEYS = ("dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl")
+
+
+def dnsmos_available() -> bool:
+    """Whether the optional DNSMOS extra (``speechmos`` with its bundled ONNX models) is installed."""
+    try:
+        import speechmos  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def dnsmos_score(wav: np.ndarray, rate: int) -> dict[str, float]:
+    """Non-intrusive DNSMOS P.835 SIG / BAK / OVRL of one signal (no reference needed).
+
+    Uses the models the ``speechmos`` package bundles (extra ``leanse[dnsmos]``), at 16 kHz (other
+    rates are resampled). Clips shorter than the model's 9.01-s window are repeated to fill it, as
+    the DNS Challenge's own script does; peaks above full scale are scaled down first (DNSMOS
+    rejects them) - both are level-independent for the model's log-mel input.
+    """
+    try:
+        from speechmos import dnsmos
+    except ImportError:
+        from leanse.errors import ConfigError
+
+        raise ConfigError("DNSMOS needs the optional extra: pip install 'leanse[dnsmos]'") from None
+    x = np.asarray(wav, dtype=np.float32)
+    if rate != 16000:
+        x = resample(x, rate, 16000)
+    peak = float(np.abs(x).max()) if x.size else 0.0
+    if peak > 1.0:
+        x = x / peak
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = dnsmos.run(x, 16000)
+    return {
+        "dnsmos_sig": float(result["sig_mos"]),
+        "dnsmos_bak": float(result["bak_mos"]),
+        "dnsmos_ovrl": float(result["ovrl_mos"]),
+    }

@@ -19,6 +19,7 @@ import torch
 from torch.utils.data import Dataset
 
 from leanse.data import corpora
+from leanse.data.augment import AugmentOptions
 from leanse.data.mixing import Mixer, MixingOptions, MixtureSpec, example_rng
 from leanse.data.records import Mixture, NoiseRecording, Utterance
 from leanse.errors import ConfigError, CorpusError
@@ -45,7 +46,8 @@ class DataConfig:
     corpus: str = "demo"  # demo | librispeech | manifest
     root: str = "data/demo"  # demo corpus folder (built if absent) or LibriSpeech root
     noise_root: str | None = None  # MUSAN root; defaults to ``root``
-    manifest: str | None = None  # CSV manifest for corpus: manifest (path, speaker[, gender, split])
+    manifest: str | list[str] | None = None  # CSV manifest(s) for corpus: manifest (path, speaker[, gender, split])
+    test_split: str = "test"  # manifest rows of this split are the test list ("dev": the real-speech dev set)
     train_subsets: list[str] = field(default_factory=lambda: ["train-clean-100"])
     valid_subsets: list[str] = field(default_factory=lambda: ["dev-clean"])
     test_subsets: list[str] = field(default_factory=lambda: ["test-clean"])
@@ -68,8 +70,9 @@ class DataConfig:
     seed: int = 0
     partition: PartitionConfig | None = None
     demo: dict[str, Any] = field(default_factory=dict)  # options of `leanse data demo`
+    augment: AugmentOptions | None = None  # training-time augmentation (leanse.data.augment)
 
-    def mixing_options(self, partition: PartitionConfig | None = None) -> MixingOptions:
+    def mixing_options(self, partition: PartitionConfig | None = None, augment: bool = False) -> MixingOptions:
         snrs = self.snrs
         if partition is not None and partition.by == "snr":
             if self.snrs is None or partition.value not in self.snrs:
@@ -84,6 +87,7 @@ class DataConfig:
             snr_range=self.snr_range,
             target_rms=self.target_rms,
             mixture_norm=self.mixture_norm,
+            augment=self.augment if augment else None,
         )
 
 
@@ -119,12 +123,16 @@ def read_corpus(config: DataConfig) -> Corpus:
     elif config.corpus == "manifest":
         if not config.manifest:
             raise ConfigError("data.manifest: corpus 'manifest' needs the path of a CSV manifest")
-        everything = corpora.read_manifest(config.manifest)
+        manifests = [config.manifest] if isinstance(config.manifest, str) else config.manifest
+        everything = [u for manifest in manifests for u in corpora.read_manifest(manifest)]
+        test = [u for u in everything if u.split == config.test_split]
         train = [u for u in everything if u.split in (None, "train")]
-        valid = [u for u in everything if u.split in ("valid", "dev")]
-        test = [u for u in everything if u.split == "test"]
+        valid = [u for u in everything if u.split in ("valid", "dev") and u.split != config.test_split]
         if not test:
-            raise CorpusError(f"{config.manifest}: no rows with split 'test'; add a split column (train/valid/test)")
+            raise CorpusError(
+                f"{', '.join(manifests)}: no rows with split {config.test_split!r}; add a split column "
+                "(train/valid/test) or set data.test_split"
+            )
     else:
         raise ConfigError(f"data.corpus: expected demo, librispeech or manifest, got {config.corpus!r}")
     if config.valid_holdout or not valid:
@@ -186,7 +194,7 @@ def build_mixers(config: DataConfig, corpus: Corpus | None = None) -> Mixers:
     corpus = corpus or read_corpus(config)
     train_speech, groups = partition_utterances(corpus.train, config.partition)
     valid_speech, _ = partition_utterances(corpus.valid, config.partition)
-    train = Mixer(train_speech, corpus.train_noise, config.mixing_options(config.partition), groups)
+    train = Mixer(train_speech, corpus.train_noise, config.mixing_options(config.partition, augment=True), groups)
     valid = Mixer(valid_speech, corpus.valid_noise, config.mixing_options(config.partition), groups)
     test = Mixer(corpus.test, corpus.test_noise, config.mixing_options(None), groups)
     seconds = config.eval_segment_seconds

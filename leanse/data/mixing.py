@@ -27,6 +27,7 @@ import numpy as np
 import soundfile as sf
 
 from leanse.audio import resample
+from leanse.data.augment import Augmenter, AugmentOptions
 from leanse.data.records import Mixture, NoiseRecording, Utterance
 from leanse.errors import ConfigError, CorpusError
 
@@ -63,6 +64,7 @@ class MixingOptions:
     snr_range: list[float] | None = None
     target_rms: float = 0.05
     mixture_norm: str | None = None  # None, "unit_rms" (004) or "standardize" (003)
+    augment: AugmentOptions | None = None  # speed / EQ / reverb / band-limit / gain / clipping
 
     def __post_init__(self) -> None:
         if (self.snrs is None) == (self.snr_range is None):
@@ -157,6 +159,8 @@ class Mixer:
             total = sum(u.duration or 0 for u in self.utterances) + sum(n.duration or 0 for n in self.noises)
             cache = total < 7200
         self.reader = AudioReader(options.sample_rate, cache)
+        augment = options.augment
+        self.augmenter = Augmenter(augment, options.sample_rate) if augment is not None and augment.active else None
 
     def draw(self, rng: np.random.Generator, id: str, seconds: float | None = ...) -> MixtureSpec:
         """Draw one spec: a random utterance, segment, noise, noise offset and SNR."""
@@ -189,10 +193,18 @@ class Mixer:
         length = int(round(spec.seconds * rate))
         clean = fit_length(self.reader.segment(spec.clean, spec.clean_offset, spec.seconds), length)
         noise = fit_length(self.reader.segment(spec.noise, spec.noise_offset, spec.seconds), length, tile=True)
+        augmented: dict = {}
+        if self.augmenter is not None:
+            rng = example_rng(0, "augment", spec.id, spec.clean, spec.noise)
+            clean, augmented = self.augmenter.speech(clean, rng)
+            noise = self.augmenter.noise(noise, rng)
         target = self.options.target_rms
         clean = clean * (target / (_rms(clean) + EPS))
         noise = noise * (target / (_rms(noise) + EPS)) * 10 ** (-spec.snr / 20)
         noisy = clean + noise
+        if self.augmenter is not None:
+            noisy, clean, after = self.augmenter.mixture(noisy, clean, rng)
+            augmented.update(after)
         if self.options.mixture_norm == "unit_rms":
             scale = 1.0 / (_rms(noisy) + EPS)
             noisy, clean = noisy * scale, clean * scale
@@ -201,6 +213,7 @@ class Mixer:
             noisy, clean = (noisy - mean) / std, clean / std
         meta = {k: v for k, v in asdict(spec).items() if k not in ("clean_offset", "noise_offset")}
         meta["snr_class"] = self.snr_class(spec.snr)
+        meta.update(augmented)
         return Mixture(spec.id, noisy.astype(np.float32), clean.astype(np.float32), rate, meta)
 
     def snr_class(self, snr: float) -> int:

