@@ -6,7 +6,8 @@ A leanse checkpoint is a folder::
     leanse.json         {"format": "leanse-checkpoint", "version": 1, "model": <model.config>,
                          "meta": {...}}   # meta: recipe, metrics, training step, ...
 
-A checkpoint may also be given as the path of its ``model.safetensors`` or ``leanse.json`` file.
+A checkpoint may also be given as the path of its ``model.safetensors`` or ``leanse.json`` file,
+or as the name of a model bundled with leanse (``leanse-base``; ``leanse models`` lists them).
 Training-state files (optimizer, step) for resuming are Lightning's own and live elsewhere in the
 run folder; they are only ever loaded from runs the user made.
 """
@@ -94,7 +95,13 @@ def checkpoint_folder(path: str | os.PathLike) -> Path:
     if path.is_file() and path.name in (WEIGHTS, CONFIG):
         path = path.parent
     if not path.exists():
-        raise CheckpointError(f"{path}: no such checkpoint")
+        from leanse.pretrained import bundled_model, bundled_models
+
+        bundled = bundled_model(str(path))
+        if bundled is not None:
+            return bundled
+        names = ", ".join(bundled_models()) or "none"
+        raise CheckpointError(f"{path}: no such checkpoint folder, and not a bundled model ({names})")
     if path.is_file():
         raise CheckpointError(
             f"{path}: not a leanse checkpoint; pass the folder that holds {WEIGHTS} and {CONFIG}"

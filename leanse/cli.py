@@ -6,7 +6,8 @@
     leanse train RECIPE [key=value ...]   train only (resumes a killed run)
     leanse evaluate CHECKPOINT --data D   score a model on a fixed test list
     leanse profile MODEL --seconds S      parameters, MACs, bytes, real-time factor
-    leanse enhance IN.wav ... -o DIR --model CHECKPOINT
+    leanse enhance IN.wav ... -o DIR --model CHECKPOINT   (or a bundled name: leanse-base)
+    leanse models                         list the bundled pretrained models
 
 A mistake in the input (bad audio, a recipe typo, a foreign checkpoint) prints one line that says
 what to do and exits with status 2.
@@ -68,6 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("overrides", nargs="*", metavar="key=value")
         sub.set_defaults(handler=handler)
 
+    models = commands.add_parser("models", help="list the pretrained models bundled with leanse")
+    models.add_argument("--json", action="store_true", help="print the list as JSON")
+    models.set_defaults(handler=cmd_models)
+
     evaluate = commands.add_parser("evaluate", help="score a checkpoint on a fixed test list")
     evaluate.add_argument("checkpoint", type=Path)
     evaluate.add_argument("--data", required=True, type=Path,
@@ -94,7 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     enhance = commands.add_parser("enhance", help="enhance audio files with a trained model")
     enhance.add_argument("inputs", nargs="+", type=Path)
     enhance.add_argument("-o", "--out-dir", required=True, type=Path)
-    enhance.add_argument("--model", required=True, type=Path, help="checkpoint folder")
+    enhance.add_argument("--model", required=True, type=Path,
+                         help="a checkpoint folder or a bundled model name (leanse models)")
     enhance.add_argument("--blocks", type=int, default=None)
     enhance.add_argument("--source", type=int, default=None, help="separation models: which output")
     enhance.add_argument("--chunk-seconds", type=float, default=10.0)
@@ -119,6 +125,23 @@ def cmd_data_real(args: argparse.Namespace) -> int:
     summary = build_real_corpus(args.out, debs=args.debs, dev_mixtures=args.dev_mixtures, progress=True)
     brief = {k: v for k, v in summary.items() if k not in ("voices", "speakers")}
     print(json.dumps(brief, indent=2))
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from leanse.pretrained import describe_bundled
+
+    rows = describe_bundled()
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print("no bundled models in this installation")
+    for row in rows:
+        scores = row["dev_set"]
+        line = ", ".join(f"{k} {v}" for k, v in scores.items())
+        print(f"{row['name']:<14} {row['summary']}" + (f"\n{'':<14} real-speech dev set: {line}" if line else ""))
+        print(f"{'':<14} card: {row['folder']}/CARD.md")
     return 0
 
 

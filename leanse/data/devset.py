@@ -45,14 +45,16 @@ def write_dev_set(root: str | os.PathLike, count: int = 300) -> dict:
     root = Path(root)
     speech = [u for u in corpora.read_manifest(root / "manifest.csv") if u.split == "dev"]
     categories = sorted(p.name for p in (root / "noise").iterdir() if p.is_dir() and p.name.startswith("dev-"))
-    noises = corpora.read_musan_noise(root, categories) if categories else []
-    if not speech or not noises:
+    if not speech or not categories:
         raise CorpusError(f"{root}: the dev set needs dev voices in manifest.csv and noise/dev-* folders")
     options = MixingOptions(sample_rate=16000, segment_seconds=DEV_SECONDS, snr_range=DEV_SNR_RANGE,
                             augment=DEV_AUGMENT)
-    mixer = Mixer(speech, noises, options, cache=False)
+    # One mixer per noise type, taken in turn: every type gets the same share of the set, however
+    # many files it has (137 short effects would otherwise outnumber 9 long music tracks).
+    mixers = [Mixer(speech, corpora.read_musan_noise(root, [c]), options, cache=False) for c in categories]
     rows = []
     for index in range(count):
+        mixer = mixers[index % len(mixers)]
         spec = mixer.draw(example_rng(DEV_SEED, "dev", index), f"dev-{index:04d}")
         mixture = mixer.render(spec)
         peak = max(np.abs(mixture.noisy).max(), np.abs(mixture.clean).max())
