@@ -60,7 +60,9 @@ def load_system(name: str):
     latency = getattr(model, "latency_samples", None)
     cost = {"params": profile["params"], "macs_per_second": float(profile["macs_per_second"]),
             "latency_ms": None if latency is None else 1000 * latency / model.sample_rate}
-    return Path(name).name if Path(name).exists() else name, model, enhance, cost
+    path = Path(name)
+    label = (path.parent.name if path.name == "best" else path.name) if path.exists() else name
+    return label, model, enhance, cost
 
 
 def fmt(value, digits: int) -> str:

@@ -178,3 +178,12 @@ def test_a_deb_whose_sha256_differs_from_the_pinned_one_is_refused(tmp_path):
     (tmp_path / "gcin-voice_0~20170223-3_all.deb").write_bytes(b"not the package")
     with pytest.raises(CorpusError, match="sha256"):
         real.fetch_packages(tmp_path, ["gcin-voice"])
+
+
+def test_cli_without_apt_get_prints_one_line_and_exits_2(tmp_path, monkeypatch, capsys):
+    from leanse.cli import main
+
+    monkeypatch.setattr(real.shutil, "which", lambda name: None)
+    assert main(["data", "real", "--out", str(tmp_path / "real")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("leanse: error:") and "apt-get" in err and "\n" not in err
