@@ -8,6 +8,8 @@
     leanse profile MODEL --seconds S      parameters, MACs, bytes, real-time factor
     leanse enhance IN.wav ... -o DIR --model CHECKPOINT   (or a bundled name: leanse-base)
     leanse models                         list the bundled pretrained models
+    leanse compare MODEL... --data D -o OUT   models, exits and peers on the same files: report + page
+    leanse serve [--models ...]           a local page to hear a model on your own file
 
 A mistake in the input (bad audio, a recipe typo, a foreign checkpoint) prints one line that says
 what to do and exits with status 2.
@@ -105,7 +107,57 @@ def build_parser() -> argparse.ArgumentParser:
     enhance.add_argument("--source", type=int, default=None, help="separation models: which output")
     enhance.add_argument("--chunk-seconds", type=float, default=10.0)
     enhance.set_defaults(handler=cmd_enhance)
+
+    _add_compare_commands(commands)
     return parser
+
+
+def _add_compare_commands(commands: argparse._SubParsersAction) -> None:
+    """``compare`` and ``serve`` (issue 11): each a thin call into its own module."""
+    compare = commands.add_parser(
+        "compare", help="models, exits and peers on the same files: report.md, results, plots, report.html")
+    compare.add_argument("models", nargs="*", metavar="MODEL",
+                         help="checkpoint folders, bundled names, RUN@l=N (a scalable model's exit)")
+    compare.add_argument("--data", required=True, type=Path,
+                         help="a recipe YAML (its fixed test list) or a folder: VoiceBank-DEMAND, clean/ + noisy/, "
+                              "or noisy files only (then DNSMOS and cost only)")
+    compare.add_argument("--peers", default="", help="comma-separated peers to run too: rnnoise,dfn3,noisereduce")
+    compare.add_argument("-o", "--out", required=True, type=Path,
+                         help="a new folder (or an interrupted comparison's folder, which resumes)")
+    compare.add_argument("--limit", type=int, default=None, help="score only the first N files")
+    compare.add_argument("--workers", type=int, default=1, help="scoring processes (0: score in this process)")
+    compare.add_argument("--no-dnsmos", action="store_true", help="skip DNSMOS even when its extra is installed")
+    compare.add_argument("--no-rtf", action="store_true", help="skip the RTF timing")
+    compare.add_argument("--samples", type=int, default=4, help="files with audio players in report.html")
+    compare.set_defaults(handler=cmd_compare)
+
+    serve = commands.add_parser("serve", help="a local web page: drop or record a file, hear it enhanced")
+    serve.add_argument("--models", nargs="*", default=None, metavar="MODEL",
+                       help="MODEL specs as for compare (default: the bundled models, else rnnoise)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (localhost only by default)")
+    serve.add_argument("--port", type=int, default=8000, help="port to listen on")
+    serve.add_argument("--max-mb", type=float, default=20.0, help="largest upload accepted, in MB")
+    serve.set_defaults(handler=cmd_serve)
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from leanse.compare import compare_models
+
+    peers = [p.strip() for p in args.peers.split(",") if p.strip()]
+    comparison = compare_models(args.models, args.data, args.out, peers=peers, limit=args.limit,
+                                workers=args.workers, dnsmos=False if args.no_dnsmos else None,
+                                rtf=not args.no_rtf, samples=args.samples)
+    print((args.out / "report.md").read_text())
+    for name, path in comparison.files.items():
+        print(f"{name:>20}: {path}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from leanse.serve import serve
+
+    serve(args.models, host=args.host, port=args.port, max_bytes=int(args.max_mb * 1e6))
+    return 0
 
 
 def cmd_data_demo(args: argparse.Namespace) -> int:

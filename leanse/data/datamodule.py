@@ -43,8 +43,8 @@ class PartitionConfig:
 
 @dataclass
 class DataConfig:
-    corpus: str = "demo"  # demo | librispeech | manifest
-    root: str = "data/demo"  # demo corpus folder (built if absent) or LibriSpeech root
+    corpus: str = "demo"  # demo | librispeech | manifest | paired (leanse.data.paired: VoiceBank-DEMAND, clean/ + noisy/)
+    root: str = "data/demo"  # demo corpus folder (built if absent), LibriSpeech root or paired corpus root
     noise_root: str | None = None  # MUSAN root; defaults to ``root``
     manifest: str | list[str] | None = None  # CSV manifest(s) for corpus: manifest (path, speaker[, gender, split])
     test_split: str = "test"  # manifest rows of this split are the test list ("dev": the real-speech dev set)
@@ -133,8 +133,11 @@ def read_corpus(config: DataConfig) -> Corpus:
                 f"{', '.join(manifests)}: no rows with split {config.test_split!r}; add a split column "
                 "(train/valid/test) or set data.test_split"
             )
+    elif config.corpus == "paired":
+        raise ConfigError("data.corpus: paired corpora are not mixed, so they have no speech/noise records; "
+                          "they serve kind: single recipes, evaluate and compare")
     else:
-        raise ConfigError(f"data.corpus: expected demo, librispeech or manifest, got {config.corpus!r}")
+        raise ConfigError(f"data.corpus: expected demo, librispeech, manifest or paired, got {config.corpus!r}")
     if config.valid_holdout or not valid:
         train, valid = _hold_out(train, config.valid_holdout or 0.05, config.seed)
     noise_root = config.noise_root or config.root
@@ -191,6 +194,10 @@ class Mixers:
 
 def build_mixers(config: DataConfig, corpus: Corpus | None = None) -> Mixers:
     """Mixers for the three splits, with fixed validation and test lists."""
+    if config.corpus == "paired":  # recorded pairs, served through the mixer interface
+        from leanse.data.paired import build_paired_mixers
+
+        return build_paired_mixers(config)
     corpus = corpus or read_corpus(config)
     train_speech, groups = partition_utterances(corpus.train, config.partition)
     valid_speech, _ = partition_utterances(corpus.valid, config.partition)

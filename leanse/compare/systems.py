@@ -1,0 +1,187 @@
+"""What ``leanse compare`` and ``leanse serve`` can run: a MODEL spec -> a :class:`System`.
+
+A spec is one of
+
+* a checkpoint folder (or its ``model.safetensors`` / ``leanse.json``), or a bundled model name
+  (``leanse-tiny``; ``leanse models`` lists them);
+* any of those at an exit of a scalable model: ``RUN@l=2`` runs BLOOM-Net's first 2 blocks
+  (the same ``blocks`` argument as ``enhance --blocks``);
+* a peer: ``rnnoise``, ``dfn3``, ``noisereduce`` (:mod:`leanse.peers`);
+* a file of another format, through :data:`LOADERS`: a small dispatch table that the packed
+  compressed format (issue 8) and ONNX (issue 9) plug into. A format whose loader is not in this
+  installation gets a one-line error saying so.
+
+Every system runs ``[B, T] -> [B, T]`` at ``sample_rate`` (the model interface that
+:func:`leanse.evaluate.evaluate_model` scores), and knows its cost, taken from
+:mod:`leanse.complexity` only.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from leanse.errors import ConfigError
+
+#: ``SPEC@l=N``: a scalable model at exit ``N`` (its first ``N`` blocks).
+EXIT_PATTERN = re.compile(r"^(?P<base>.+)@l=(?P<blocks>\d+)$")
+#: Seconds of audio the MACs and RTF are counted on (MACs/s does not depend on it for these models).
+COST_SECONDS = 4.0
+
+
+@dataclass
+class System:
+    """One row of a comparison: a runnable model, its label and what it costs."""
+
+    spec: str  # what the user typed
+    label: str  # the row's name in tables and plots
+    model: Any  # [B, T] -> [B, T] at sample_rate (an EnhancementModel or a PeerModel)
+    kind: str  # "leanse", "peer", or a plug-in format's name
+    forward_kwargs: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # e.g. a peer's compensated delay
+
+    @property
+    def sample_rate(self) -> int:
+        return int(self.model.sample_rate)
+
+    def enhance(self, wav: "Any") -> "Any":
+        """``[T]`` numpy waveform at :attr:`sample_rate` -> enhanced ``[T]`` numpy waveform."""
+        import numpy as np
+        import torch
+
+        x = torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32))[None]  # [1, T]
+        with torch.inference_mode():
+            out = self.model(x, **self.forward_kwargs)  # [1, T]
+        return out[0].float().cpu().numpy()
+
+    def cost(self, rtf: bool = True) -> dict[str, Any]:
+        """Parameters, MACs/s (paper and exact conventions), bytes, RTF at 1 thread, latency.
+
+        All figures come from :mod:`leanse.complexity`; a peer has no parameters or MACs that
+        leanse can count (``None``), but its RTF is timed by the same function on the same input.
+        """
+        from leanse import complexity
+
+        out: dict[str, Any] = {"params": None, "effective_params": None, "macs_per_second_paper": None,
+                               "macs_per_second_exact": None, "bytes": None, "rtf": None,
+                               "latency_ms": None}
+        if self.kind == "peer":
+            out["latency_ms"] = self.model.peer.delay_ms
+        else:
+            for convention in complexity.CONVENTIONS:
+                profile = complexity.profile_model(self.model, 1.0, convention=convention, rtf=False,
+                                                   **self.forward_kwargs)
+                out[f"macs_per_second_{convention}"] = float(profile["macs_per_second"])
+            out.update(params=profile["params"], effective_params=profile["effective_params"],
+                       bytes=profile["bytes"], latency_ms=latency_ms(self.model))
+        if rtf:
+            out["rtf"] = complexity.measure_rtf(self.model, COST_SECONDS, repeats=3, threads=1,
+                                                **self.forward_kwargs)
+        return out
+
+
+def latency_ms(model: Any) -> float | None:
+    """Algorithmic latency: what the model states (``latency_samples``), else one STFT window for
+    an STFT model (``n_fft`` in its config), else ``None`` (unknown: shown as "-")."""
+    samples = getattr(model, "latency_samples", None)
+    if samples is None:
+        samples = (getattr(model, "config", None) or {}).get("n_fft")
+    return None if samples is None else 1000.0 * float(samples) / int(model.sample_rate)
+
+
+# --------------------------------------------------------------------------------------------
+# The loader dispatch
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Loader:
+    """A file format ``compare`` / ``serve`` can run: ``matches(path)`` -> ``load(spec, path)``."""
+
+    name: str
+    matches: Callable[[Path], bool]
+    load: Callable[[str, Path], System]
+
+
+def _load_onnx(spec: str, path: Path) -> System:
+    # Issue 9 (ONNX export) plugs its runtime in here: it should return a System whose model maps
+    # [B, T] -> [B, T] at sample_rate. Until then the format is named, not guessed at.
+    try:
+        from leanse.export import load_onnx_model  # type: ignore[attr-defined]
+    except ImportError:
+        raise ConfigError(f"{spec}: ONNX models are not supported by this leanse yet (issue 9); "
+                          "compare the checkpoint it was exported from") from None
+    return System(spec, path.stem, load_onnx_model(path), "onnx")
+
+
+def _load_packed(spec: str, path: Path) -> System:
+    # Issue 8 (packed compressed files) plugs its reader in here, like _load_onnx.
+    try:
+        from leanse.compress.packed import load_packed  # type: ignore[import-not-found]
+    except ImportError:
+        raise ConfigError(f"{spec}: a file that is not a leanse checkpoint; packed compressed models "
+                          "are not supported by this leanse yet (issue 8)") from None
+    return System(spec, path.stem, load_packed(path), "packed")
+
+
+#: Tried in order for a spec that is an existing *file* other than a checkpoint's own files.
+LOADERS: list[Loader] = [
+    Loader("onnx", lambda path: path.suffix.lower() == ".onnx", _load_onnx),
+    Loader("packed", lambda path: True, _load_packed),  # the fallback for any other file
+]
+
+
+def load_system(spec: str, sample_rate: int = 16000) -> System:
+    """The :class:`System` a MODEL spec names (see the module docstring); one-line errors."""
+    from leanse.checkpoint import CONFIG, WEIGHTS, checkpoint_folder, load_checkpoint
+    from leanse.peers import PEERS, PeerModel, get_peer
+
+    spec = str(spec)
+    if spec.lower() in PEERS:
+        peer = get_peer(spec.lower())
+        return System(spec, peer.name, PeerModel(peer, sample_rate), "peer",
+                      notes=[f"{peer.name}: {peer.describe_delay()}"])
+    base, blocks = spec, None
+    match = EXIT_PATTERN.match(spec)
+    if match:
+        base, blocks = match["base"], int(match["blocks"])
+    path = Path(base)
+    if path.is_file() and path.name not in (WEIGHTS, CONFIG):
+        if blocks is not None:
+            raise ConfigError(f"{spec}: '@l=' exits apply to leanse checkpoints only")
+        for loader in LOADERS:
+            if loader.matches(path):
+                return loader.load(spec, path)
+    checkpoint_folder(base)  # a one-line CheckpointError for a missing or broken folder
+    model = load_checkpoint(base)
+    kwargs: dict[str, Any] = {}
+    if blocks is not None:
+        check_blocks = getattr(model, "check_blocks", None)
+        if check_blocks is None:
+            raise ConfigError(f"{spec}: this model ({model.config.get('name')}) has no exits; drop '@l={blocks}'")
+        kwargs["blocks"] = check_blocks(blocks)
+    label = _checkpoint_label(base) + (f"@l={blocks}" if blocks is not None else "")
+    return System(spec, label, model, "leanse", kwargs)
+
+
+def _checkpoint_label(base: str) -> str:
+    """``runs/x/best`` -> ``x``; ``runs/x`` -> ``x``; a bundled name stays itself."""
+    path = Path(base)
+    if not path.exists():
+        return base
+    path = path.resolve()
+    if path.is_file():
+        path = path.parent
+    return path.parent.name if path.name in ("best", "last", "checkpoint") else path.name
+
+
+def unique_labels(systems: list[System]) -> None:
+    """Make labels unique in place (``x``, ``x-2``): they name files and table rows."""
+    seen: dict[str, int] = {}
+    for system in systems:
+        count = seen.get(system.label, 0)
+        seen[system.label] = count + 1
+        if count:
+            system.label = f"{system.label}-{count + 1}"
