@@ -66,3 +66,35 @@ def corpus_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_librispeech(root)
     write_musan(root)
     return root
+
+
+#: VoiceBank-DEMAND's folders (Valentini-Botinhao et al. 2016) with two speakers each, its SNRs.
+VOICEBANK_SETS = [
+    ("clean_trainset_28spk_wav", "noisy_trainset_28spk_wav", ["p226", "p287"], [0.0, 5.0, 10.0, 15.0]),
+    ("clean_testset_wav", "noisy_testset_wav", ["p232", "p257"], [2.5, 7.5, 12.5, 17.5]),
+]
+
+
+def write_voicebank_demand(root: Path, rate: int = 16000, utterances: int = 3, seconds: float = 1.5) -> Path:
+    """VoiceBank-DEMAND's exact layout: ``clean_*_wav/pSPK_UTT.wav`` + ``noisy_*_wav/`` of the same
+    names, each noisy file the clean one plus noise at one of the corpus's SNRs."""
+    rng = np.random.default_rng(2)
+    for clean_dir, noisy_dir, speakers, snrs in VOICEBANK_SETS:
+        (root / clean_dir).mkdir(parents=True)
+        (root / noisy_dir).mkdir(parents=True)
+        for s, speaker in enumerate(speakers):
+            for u in range(utterances):
+                clean = voiced(rate, seconds + 0.25 * u, 120.0 + 90 * s + 9 * u, rng)
+                noise = rng.standard_normal(len(clean)).astype(np.float32)
+                snr = snrs[(s + u) % len(snrs)]
+                noise *= np.sqrt(np.sum(clean**2) / np.sum(noise**2) / 10 ** (snr / 10))
+                name = f"{speaker}_{u + 1:03d}.wav"
+                sf.write(root / clean_dir / name, clean, rate, subtype="FLOAT")
+                sf.write(root / noisy_dir / name, clean + noise, rate, subtype="FLOAT")
+    return root
+
+
+@pytest.fixture(scope="session")
+def voicebank_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small VoiceBank-DEMAND tree (16 kHz) shared by the tests that only read it."""
+    return write_voicebank_demand(tmp_path_factory.mktemp("voicebank"))
