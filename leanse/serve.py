@@ -14,6 +14,7 @@ random tokens, and only names in that folder's own index are ever served.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import secrets
 import shutil
@@ -172,12 +173,19 @@ def build_app(enhancer: Enhancer) -> Any:
             return _error(404, "no such result (results are kept for the last few enhancements only)")
         return FileResponse(path, media_type="audio/wav", filename=path.name)
 
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Any) -> Any:
+        try:
+            yield
+        finally:
+            enhancer.close()  # the private folder goes with the server
+
     app = Starlette(routes=[
         Route("/", page),
         Route("/api/models", models),
         Route("/api/enhance", enhance, methods=["POST"]),
         Route("/files/{name}", files),
-    ], on_shutdown=[enhancer.close])
+    ], lifespan=lifespan)
     app.state.enhancer = enhancer
     return app
 

@@ -77,7 +77,7 @@ def per_snr_lines(rows: list[dict[str, Any]], metrics: list[str], path: Path) ->
         for system in systems:
             by_bin = {r["snr_bin"]: r.get(metric) for r in rows if r["system"] == system}
             ys = [by_bin.get(b) for b in bins]
-            ax.plot(range(len(bins)), [float("nan") if y is None else y for y in ys], "o-", label=system,
+            ax.plot(range(len(bins)), [float("nan") if y is None else y for y in ys], marker="o", label=system,
                     ls="--" if system == "noisy input" else "-")
         ax.set_xticks(range(len(bins)), bins)
         ax.set_xlabel("input SNR (dB)")
