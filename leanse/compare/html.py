@@ -129,7 +129,7 @@ def write_report_html(comparison: "Comparison", samples: int = 4) -> Path:
         parts += ["<h2>Notes</h2><ul>", *(f"<li>{html.escape(n)}</li>" for n in comparison.notes), "</ul>"]
     parts.append("</body></html>")
     path = comparison.out / "report.html"
-    from leanse.evaluate import _write_atomic
+    from leanse.compare.run import write_text
 
-    _write_atomic(path, "\n".join(parts))
+    write_text(path, "\n".join(parts))
     return path

@@ -163,6 +163,17 @@ def _claim_folder(out: Path, source: DataSource) -> None:
     _write_atomic(marker, json.dumps(stamp) + "\n")
 
 
+def write_text(path: Path, text: str) -> None:
+    """Atomic write (evaluate's helper) with the permissions of an ordinary file: a report is for
+    sharing, while the temporary file it comes from is private (0600)."""
+    import os
+
+    _write_atomic(path, text)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
 def _log_path(out: Path, system: System) -> Path:
     return out / "per_file" / f"{_safe(system.label)}.jsonl"
 
@@ -268,7 +279,7 @@ def write_outputs(comparison: Comparison, samples: int = 4) -> None:
     writer = csv.DictWriter(buffer, fieldnames=columns, restval="", lineterminator="\n")
     writer.writeheader()
     writer.writerows({k: "" if v is None else v for k, v in row.items()} for row in overall)
-    _write_atomic(out / "results.csv", buffer.getvalue())
+    write_text(out / "results.csv", buffer.getvalue())
     comparison.files["results.csv"] = out / "results.csv"
     document = {
         "data": comparison.data.description,
@@ -281,10 +292,10 @@ def write_outputs(comparison: Comparison, samples: int = 4) -> None:
         "overall": overall,
         "groups": {key: comparison.group_rows(key) for key in GROUP_BY},
     }
-    _write_atomic(out / "results.json", json.dumps(document, indent=2, default=_json_default) + "\n")
+    write_text(out / "results.json", json.dumps(document, indent=2, default=_json_default) + "\n")
     comparison.files["results.json"] = out / "results.json"
     comparison.files.update(plots.write_plots(comparison))
-    _write_atomic(out / "report.md", markdown_report(comparison))
+    write_text(out / "report.md", markdown_report(comparison))
     comparison.files["report.md"] = out / "report.md"
     comparison.files["report.html"] = html.write_report_html(comparison, samples)
 
