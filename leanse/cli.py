@@ -129,6 +129,9 @@ def _add_compare_commands(commands: argparse._SubParsersAction) -> None:
     compare.add_argument("--no-dnsmos", action="store_true", help="skip DNSMOS even when its extra is installed")
     compare.add_argument("--no-rtf", action="store_true", help="skip the RTF timing")
     compare.add_argument("--samples", type=int, default=4, help="files with audio players in report.html")
+    compare.add_argument("--sample-rate", type=int, default=None,
+                         help="rate to read and score the files at (default: the recipe's, else the highest "
+                              "model rate); models at another rate run behind resampling")
     compare.set_defaults(handler=cmd_compare)
 
     serve = commands.add_parser("serve", help="a local web page: drop or record a file, hear it enhanced")
@@ -146,7 +149,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     peers = [p.strip() for p in args.peers.split(",") if p.strip()]
     comparison = compare_models(args.models, args.data, args.out, peers=peers, limit=args.limit,
                                 workers=args.workers, dnsmos=False if args.no_dnsmos else None,
-                                rtf=not args.no_rtf, samples=args.samples)
+                                rtf=not args.no_rtf, samples=args.samples, sample_rate=args.sample_rate)
     print((args.out / "report.md").read_text())
     for name, path in comparison.files.items():
         print(f"{name:>20}: {path}")

@@ -140,3 +140,19 @@ def test_noisy_files_without_references_get_dnsmos_and_cost_only(tmp_path, check
     assert comparison.primary_metric == "dnsmos_ovrl"
     assert "No clean references" in (tmp_path / "out" / "report.md").read_text()
     assert np.isfinite(row["dnsmos_bak"])
+
+
+def test_a_model_at_another_rate_runs_behind_resampling_and_says_so(tmp_path, voicebank_root):
+    torch.manual_seed(0)
+    bloom8k = save_checkpoint(build_model("tiny-bloom"), tmp_path / "bloom8k")  # 8 kHz, like recipes/bloom/tiny
+    comparison = compare_models([f"{bloom8k}@l=1", "rnnoise"], voicebank_root, tmp_path / "out", workers=0,
+                                dnsmos=False, rtf=False, samples=1, limit=2, sample_rate=16000)
+    row = comparison.overall_rows()[1]
+    assert row["system"] == "bloom8k@l=1" and row["n"] == 2 and np.isfinite(row["si_sdri"])
+    assert comparison.results[0].result.sample_rate == 16000  # scored at the files' rate
+    assert any("runs at 8000 Hz" in note and "0-4 kHz" in note for note in comparison.notes)
+    # Its cost is its own, at 8 kHz: the same MACs/s as profiling the model directly.
+    from leanse.complexity import profile_model
+
+    direct = profile_model(build_model("tiny-bloom"), 1.0, convention="exact", rtf=False, blocks=1)
+    assert row["macs_per_second_exact"] == pytest.approx(direct["macs_per_second"])

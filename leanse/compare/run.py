@@ -102,6 +102,7 @@ def compare_models(
     rtf: bool = True,
     samples: int = 4,
     progress: bool | None = None,
+    sample_rate: int | None = None,
 ) -> Comparison:
     """Score every MODEL spec and peer on ``data``; write the report files into ``out``.
 
@@ -116,13 +117,14 @@ def compare_models(
     if not systems:
         raise ConfigError("nothing to compare: give at least one MODEL or --peers")
     unique_labels(systems)
-    rates = {s.sample_rate for s in systems if s.kind != "peer"}
-    if len(rates) > 1:
-        raise ConfigError(f"the models run at different sample rates ({sorted(rates)}); compare models of one rate")
-    rate = rates.pop() if rates else 16000
+    rate = sample_rate or data_rate(data, systems)
     for system in systems:
         if system.kind == "peer":
             system.model.sample_rate = rate
+        elif system.sample_rate != rate:
+            system.data_rate = rate
+            system.notes.append(f"{system.label} runs at {system.sample_rate} Hz: its input is resampled from "
+                                f"{rate} Hz and its output back (it hears 0-{system.sample_rate // 2000} kHz only)")
     source = open_data(data, rate, limit)
     if dnsmos is None:
         dnsmos = dnsmos_available()
@@ -145,6 +147,19 @@ def compare_models(
     comparison.notes += [note for s in systems for note in s.notes]
     write_outputs(comparison, samples)
     return comparison
+
+
+def data_rate(data: str | Path, systems: list[System]) -> int:
+    """The rate files are read and scored at: a recipe's own rate, else the highest model rate
+    (16 kHz with peers only). Models at another rate run behind resampling."""
+    from leanse.config import from_dict, load_yaml
+    from leanse.data.datamodule import DataConfig
+
+    if Path(data).is_file():
+        recipe = load_yaml(data)
+        return int(from_dict(DataConfig, recipe.get("data", recipe), "data").sample_rate)
+    rates = [s.sample_rate for s in systems if s.kind != "peer"]
+    return max(rates) if rates else 16000
 
 
 def _claim_folder(out: Path, source: DataSource) -> None:
@@ -229,11 +244,11 @@ def _run_system(out: Path, system: System, source: DataSource, done: dict[str, d
 
             if bar is not None:
                 bar.set_description(system.label)
-            evaluate_model(system.model, (source.load(i) for i in todo), workers=workers, group_by=GROUP_BY,
+            evaluate_model(system.runner, (source.load(i) for i in todo), workers=workers, group_by=GROUP_BY,
                            dnsmos=dnsmos, on_row=on_row, **system.forward_kwargs)
     rows = [done[file_id] for file_id in source.ids]
     cost = _cached_cost(out, system, rtf)
-    return SystemResult(system, EvaluationResult(rows, system.sample_rate, GROUP_BY), cost)
+    return SystemResult(system, EvaluationResult(rows, system.data_rate or system.sample_rate, GROUP_BY), cost)
 
 
 def _cached_cost(out: Path, system: System, rtf: bool) -> dict[str, Any]:

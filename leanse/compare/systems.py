@@ -42,18 +42,28 @@ class System:
     forward_kwargs: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # e.g. a peer's compensated delay
 
+    data_rate: int | None = None  # the rate of the files it is scored on, when not its own
+
     @property
     def sample_rate(self) -> int:
         return int(self.model.sample_rate)
 
+    @property
+    def runner(self) -> Any:
+        """What runs on the data: the model itself, or the model behind soxr resampling from and
+        back to :attr:`data_rate` (an 8-kHz model on 16-kHz files: it hears 0-4 kHz only)."""
+        if self.data_rate is None or self.data_rate == self.sample_rate:
+            return self.model
+        return ResampledModel(self.model, self.data_rate)
+
     def enhance(self, wav: "Any") -> "Any":
-        """``[T]`` numpy waveform at :attr:`sample_rate` -> enhanced ``[T]`` numpy waveform."""
+        """``[T]`` numpy waveform at the data's rate -> enhanced ``[T]`` numpy waveform."""
         import numpy as np
         import torch
 
         x = torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32))[None]  # [1, T]
         with torch.inference_mode():
-            out = self.model(x, **self.forward_kwargs)  # [1, T]
+            out = self.runner(x, **self.forward_kwargs)  # [1, T]
         return out[0].float().cpu().numpy()
 
     def cost(self, rtf: bool = True) -> dict[str, Any]:
@@ -80,6 +90,47 @@ class System:
             out["rtf"] = complexity.measure_rtf(self.model, COST_SECONDS, repeats=3, threads=1,
                                                 **self.forward_kwargs)
         return out
+
+
+class ResampledModel:
+    """A model at one rate behind the model interface at another: ``[B, T]`` at ``sample_rate`` ->
+    resample (soxr, linear phase) -> the model -> resample back, cut to ``T``."""
+
+    num_sources = 1
+
+    def __init__(self, model: Any, sample_rate: int) -> None:
+        self.model = model
+        self.sample_rate = int(sample_rate)
+
+    @property
+    def training(self) -> bool:
+        return self.model.training
+
+    def __call__(self, wav: "Any", **kwargs: Any) -> "Any":
+        import numpy as np
+        import torch
+
+        from leanse.audio import resample
+
+        rate = int(self.model.sample_rate)
+        rows = []
+        for x in wav.float().cpu().numpy():  # [T]
+            inner = torch.from_numpy(resample(x, self.sample_rate, rate))[None]  # [1, T']
+            y = self.model(inner, **kwargs)[0].float().cpu().numpy()
+            y = resample(y, rate, self.sample_rate)[: len(x)]
+            rows.append(np.pad(y, (0, len(x) - len(y))))
+        return torch.from_numpy(np.stack(rows).astype(np.float32))  # [B, T]
+
+    def parameters(self):
+        return self.model.parameters()
+
+    def eval(self) -> "ResampledModel":
+        self.model.eval()
+        return self
+
+    def train(self, mode: bool = True) -> "ResampledModel":
+        self.model.train(mode)
+        return self
 
 
 def latency_ms(model: Any) -> float | None:
