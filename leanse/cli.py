@@ -236,8 +236,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         recipe = load_yaml(args.data)
         data = from_dict(DataConfig, recipe.get("data", recipe), "data")
     elif args.data.is_dir():
-        data = DataConfig(corpus="librispeech", root=str(args.data), sample_rate=model.sample_rate,
-                          snrs=[-5.0, 0.0, 5.0, 10.0])
+        from leanse.data.paired import is_paired_corpus
+
+        if is_paired_corpus(args.data):  # VoiceBank-DEMAND, clean/ + noisy/: every test file, whole
+            data = DataConfig(corpus="paired", root=str(args.data), sample_rate=model.sample_rate,
+                              test_size=args.test_size or 10**9)
+        else:
+            data = DataConfig(corpus="librispeech", root=str(args.data), sample_rate=model.sample_rate,
+                              snrs=[-5.0, 0.0, 5.0, 10.0])
     else:
         raise ConfigError(f"--data {args.data}: no such recipe file or corpus folder")
     if data.sample_rate != model.sample_rate:

@@ -97,6 +97,10 @@ def test_a_paired_recipe_trains_and_evaluates(tmp_path, voicebank_root, capsys):
     assert main(["evaluate", best, "--data", str(path), "--out", str(tmp_path / "scores"), "--workers", "0"]) == 0
     summary = json.loads((tmp_path / "scores" / "summary.json").read_text())
     assert summary["n_files"] == 6 and summary["overall"]["pesq"] is not None
+    # The corpus folder itself is enough for evaluate: its whole test set, whole files.
+    assert main(["evaluate", best, "--data", str(voicebank_root), "--out", str(tmp_path / "dir"), "--workers", "0"]) == 0
+    again = json.loads((tmp_path / "dir" / "summary.json").read_text())
+    assert again["n_files"] == 6 and again["overall"]["si_sdr"] == summary["overall"]["si_sdr"]
 
 
 def test_a_test_only_folder_refuses_to_train(tmp_path, voicebank_root):

@@ -83,6 +83,14 @@ def recognise_layout(root: str | os.PathLike) -> str:
     )
 
 
+def is_paired_corpus(root: str | os.PathLike) -> bool:
+    """Whether ``root`` is a paired corpus with clean references (``leanse evaluate --data DIR``)."""
+    try:
+        return recognise_layout(root) in ("voicebank-demand", "dns-splits", "pairs")
+    except CorpusError:
+        return False
+
+
 def read_paired(root: str | os.PathLike, split: str = "test") -> list[PairedFile]:
     """The pairs of one split (``train``, ``valid``, ``test``) of a paired corpus, sorted by id.
 
