@@ -20,7 +20,7 @@ from typing import Iterator
 
 import numpy as np
 
-from leanse.audio import load_audio, save_audio
+from leanse.audio import save_audio
 from leanse.data import corpora
 from leanse.data.augment import AugmentOptions
 from leanse.data.mixing import Mixer, MixingOptions, example_rng, write_csv_atomic
@@ -88,23 +88,11 @@ def read_dev_list(folder: str | os.PathLike) -> list[dict]:
 
 def paired_mixtures(folder: str | os.PathLike, sample_rate: int = 16000, limit: int | None = None) -> Iterator[Mixture]:
     """The files of a paired folder (``noisy/ID.wav`` + ``clean/ID.wav``, optional ``list.csv``
-    with per-file labels) as :class:`Mixture` records at ``sample_rate``, in sorted order."""
+    with per-file labels) as :class:`Mixture` records at ``sample_rate``, in sorted order
+    (:mod:`leanse.data.paired` reads them)."""
+    from leanse.data.paired import iter_paired
+
     folder = Path(folder)
-    noisy_dir, clean_dir = folder / "noisy", folder / "clean"
-    if not noisy_dir.is_dir() or not clean_dir.is_dir():
+    if not (folder / "noisy").is_dir() or not (folder / "clean").is_dir():
         raise CorpusError(f"{folder}: a paired folder needs noisy/ and clean/ with the same file names")
-    labels = {row["id"]: row for row in read_dev_list(folder)} if (folder / "list.csv").is_file() else {}
-    paths = sorted(p for p in noisy_dir.iterdir() if p.suffix.lower() in (".wav", ".flac", ".ogg"))
-    if not paths:
-        raise CorpusError(f"{noisy_dir}: no audio files")
-    for path in paths[:limit]:
-        clean_path = clean_dir / path.name
-        if not clean_path.is_file():
-            raise CorpusError(f"{path}: no reference {clean_path} beside it")
-        noisy, _ = load_audio(path, sample_rate)
-        clean, _ = load_audio(clean_path, sample_rate, check=False)
-        if len(clean) != len(noisy):
-            raise CorpusError(f"{path}: {len(noisy)} samples but its reference has {len(clean)}")
-        meta = dict(labels.get(path.stem, {}))
-        meta.pop("id", None)
-        yield Mixture(path.stem, noisy, clean, sample_rate, meta)
+    yield from iter_paired(folder, sample_rate, limit=limit)
