@@ -18,6 +18,7 @@ import contextlib
 import io
 import secrets
 import shutil
+import signal
 import tempfile
 import threading
 import time
@@ -209,10 +210,21 @@ def serve(specs: list[str] | None, host: str = "127.0.0.1", port: int = 8000, ma
     enhancer = Enhancer(specs, max_bytes)
     app = build_app(enhancer)
     print(f"leanse serve: {len(enhancer.systems)} models; open http://{host}:{port}/ (Ctrl-C stops)", flush=True)
+    # uvicorn stops gracefully on SIGTERM, then re-raises it with the handler it found: make that
+    # handler an exception, so the block below still runs (the default action would kill at once).
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
-        uvicorn.run(app, host=host, port=port, log_level="warning")
+        # The folder is removed here, not by the app's lifespan: uvicorn cancels the lifespan task
+        # on Ctrl-C and logs that as an error, while this block runs on every way out.
+        uvicorn.run(app, host=host, port=port, log_level="warning", lifespan="off")
+    except KeyboardInterrupt:
+        pass
     finally:
         enhancer.close()
+
+
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
 
 
 PAGE = """<!doctype html>
