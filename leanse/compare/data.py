@@ -54,6 +54,9 @@ def bin_low(label: str) -> float:
         return math.inf
 
 
+MEASURED_NOTE = "SNR bins of files without an SNR label are measured from the pair (noise = noisy - clean)."
+
+
 def add_snr_bin(mixture: Mixture, notes: list[str]) -> None:
     meta = mixture.meta
     if meta.get("snr_bin"):
@@ -66,9 +69,6 @@ def add_snr_bin(mixture: Mixture, notes: list[str]) -> None:
         measured = 10 * math.log10((np.sum(mixture.clean.astype(np.float64) ** 2) + 1e-12) / (np.sum(noise**2) + 1e-12))
         meta["snr_measured"] = round(measured, 2)
         meta["snr_bin"] = snr_bin(measured)
-        note = "SNR bins of files without an SNR label are measured from the pair (noise = noisy - clean)."
-        if note not in notes:
-            notes.append(note)
 
 
 def open_data(data: str | os.PathLike, sample_rate: int, limit: int | None = None) -> DataSource:

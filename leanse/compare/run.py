@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from leanse.compare.data import GROUP_BY, DataSource, bin_low, open_data
+from leanse.compare.data import GROUP_BY, MEASURED_NOTE, DataSource, bin_low, open_data
 from leanse.compare.systems import System, load_system, unique_labels
 from leanse.errors import ConfigError
 from leanse.evaluate import EvaluationResult, _write_atomic
@@ -144,6 +144,8 @@ def compare_models(
         if bar is not None:
             bar.close()
     comparison = Comparison(out, source, results, notes=list(source.notes))
+    if any("snr_measured" in row for item in results for row in item.result.rows):
+        comparison.notes.append(MEASURED_NOTE)
     comparison.notes += [note for s in systems for note in s.notes]
     write_outputs(comparison, samples)
     return comparison
