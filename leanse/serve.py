@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from leanse.compare.systems import System, load_system
+from leanse.compare.systems import System, is_scalable, load_system
 from leanse.errors import ConfigError, LeanseError
 
 #: Longest audio accepted (seconds): the page is for listening, not for batch jobs.
@@ -48,7 +48,7 @@ def with_exits(systems: list[System]) -> list[System]:
     out = []
     for system in systems:
         blocks = getattr(system.model, "num_blocks", None)
-        if system.kind == "leanse" and hasattr(system.model, "check_blocks") and blocks and "blocks" not in system.forward_kwargs:
+        if system.kind == "leanse" and blocks and is_scalable(system.model) and "blocks" not in system.forward_kwargs:
             for exit_blocks in range(1, int(blocks)):
                 out.append(System(f"{system.spec}@l={exit_blocks}", f"{system.label}@l={exit_blocks}",
                                   system.model, system.kind, {"blocks": exit_blocks}))

@@ -209,12 +209,19 @@ def load_system(spec: str, sample_rate: int = 16000) -> System:
     model = load_checkpoint(base)
     kwargs: dict[str, Any] = {}
     if blocks is not None:
-        check_blocks = getattr(model, "check_blocks", None)
-        if check_blocks is None:
+        if not is_scalable(model):
             raise ConfigError(f"{spec}: this model ({model.config.get('name')}) has no exits; drop '@l={blocks}'")
-        kwargs["blocks"] = check_blocks(blocks)
+        kwargs["blocks"] = model.check_blocks(blocks)
     label = _checkpoint_label(base) + (f"@l={blocks}" if blocks is not None else "")
     return System(spec, label, model, "leanse", kwargs)
+
+
+def is_scalable(model: Any) -> bool:
+    """Whether ``model`` runs at exits: its forward takes ``blocks`` (as ``enhance --blocks`` asks)."""
+    import inspect
+
+    forward = getattr(model, "forward", None)
+    return forward is not None and "blocks" in inspect.signature(forward).parameters and hasattr(model, "check_blocks")
 
 
 def _checkpoint_label(base: str) -> str:
