@@ -156,3 +156,20 @@ def test_a_model_at_another_rate_runs_behind_resampling_and_says_so(tmp_path, vo
 
     direct = profile_model(build_model("tiny-bloom"), 1.0, convention="exact", rtf=False, blocks=1)
     assert row["macs_per_second_exact"] == pytest.approx(direct["macs_per_second"])
+
+
+def test_noisereduce_peer_is_aligned_and_gates_the_noise_in_pauses():
+    from leanse.peers import get_peer
+
+    from conftest import voiced
+
+    peer = get_peer("noisereduce")
+    assert peer.delay_samples == 0  # whole-signal STFT processing: measured, no delay to remove
+    clean = voiced(16000, 3.0, 150.0, np.random.default_rng(0))
+    noise = 0.03 * np.random.default_rng(3).standard_normal(len(clean)).astype(np.float32)
+    out = peer.enhance(clean + noise, 16000)
+    lags = list(range(-8, 9))
+    assert lags[int(np.argmax([np.dot(out[100 + lag:-100 + lag], clean[100:-100]) for lag in lags]))] == 0
+    t = np.arange(len(clean)) / 16000
+    pauses = 0.5 * (1 - np.cos(2 * np.pi * 3 * t)) < 0.05  # where voiced()'s envelope is ~silent
+    assert np.mean(out[pauses] ** 2) < 0.1 * np.mean(noise[pauses] ** 2)
