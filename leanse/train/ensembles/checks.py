@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 from leanse.data.datamodule import GENDER_CLASSES, Corpus, DataConfig
@@ -37,6 +38,7 @@ def smole_partitioning(recipe: Recipe, stages: SmoleStages, corpus: Corpus) -> P
             raise ConfigError(f"stages.partition for the gender gate must be {list(GENDER_CLASSES)} (class order), got {values}")
         check_gender_labels(corpus)
         parts = Partitioning("gender", values)
+        check_partitions_have_training_data(parts, corpus)
     if gate.num_classes != parts.k:
         raise ConfigError(
             f"the gate chooses between K={gate.num_classes} specialists but the partition has {parts.k} "
@@ -67,6 +69,9 @@ def check_speaker_plan(recipe: Recipe, stages: SpeakerStages, corpus: Corpus, si
             f"cannot form K={max(stages.ks)} speaker groups from {len(speakers)} training speakers: lower "
             f"stages.ks or use a corpus with more speakers"
         )
+    # 001 Sec. 2.2: half the Siamese pairs are same-speaker, half different-speaker, in each split.
+    check_pair_split("training", corpus.train, stages.siamese.pairs_per_epoch, "pairs_per_epoch")
+    check_pair_split("validation", corpus.valid, stages.siamese.valid_pairs, "valid_pairs")
     embedding = build_gate(stages.siamese.model)
     if not isinstance(embedding, SpeakerEmbedding):
         raise ConfigError("stages.siamese.model must be a speaker_embedding (e.g. speaker-embed-32x2-8k)")
@@ -74,6 +79,36 @@ def check_speaker_plan(recipe: Recipe, stages: SpeakerStages, corpus: Corpus, si
             "num_layers": embedding.num_layers, "rnn_type": embedding.rnn_type, "n_fft": embedding.n_fft,
             "hop_length": embedding.hop_length, "sample_rate": embedding.sample_rate}
     check_shapes(recipe.data, gate, sizes)
+
+
+def check_pair_split(split: str, utterances: list, pairs: int, key: str) -> None:
+    """A split can give Siamese pairs: two speakers (different pairs), one with two utterances (same pairs)."""
+    if pairs < 2:
+        raise ConfigError(f"stages.siamese.{key}: at least 2 pairs (one same-, one different-speaker), got {pairs}")
+    per_speaker = Counter(u.speaker for u in utterances)
+    if len(per_speaker) < 2:
+        raise CorpusError(
+            f"the Siamese {split} pairs need at least two {split} speakers (different-speaker pairs), but the "
+            f"corpus has {len(per_speaker)}: add speakers to its {split} split"
+        )
+    if max(per_speaker.values()) < 2:
+        raise CorpusError(
+            f"the Siamese {split} pairs need a {split} speaker with at least two utterances (same-speaker "
+            f"pairs); none has: add utterances to its {split} split"
+        )
+
+
+def check_partitions_have_training_data(parts: Partitioning, corpus: Corpus) -> None:
+    """Every specialist of a speaker-sex partition has training speakers (SNR partitions always do:
+    every mixture is made at every SNR; k-means gives every speaker group a training speaker)."""
+    if parts.by != "gender":
+        return
+    missing = [sex for sex in parts.values if not any(u.gender == sex for u in corpus.train)]
+    if missing:
+        raise CorpusError(
+            f"the specialist for speaker sex {', '.join(missing)} would have no training speakers: use a corpus "
+            f"whose training split has both sexes"
+        )
 
 
 def check_shapes(data: DataConfig, gate: dict[str, Any], sizes: list[tuple[str, dict[str, Any]]]) -> None:
