@@ -173,3 +173,16 @@ def test_noisereduce_peer_is_aligned_and_gates_the_noise_in_pauses():
     t = np.arange(len(clean)) / 16000
     pauses = 0.5 * (1 - np.cos(2 * np.pi * 3 * t)) < 0.05  # where voiced()'s envelope is ~silent
     assert np.mean(out[pauses] ** 2) < 0.1 * np.mean(noise[pauses] ** 2)
+
+
+def test_a_recipe_test_list_with_fixed_snrs_is_broken_down_by_each_snr(tmp_path, checkpoints, corpus_root):
+    import yaml
+
+    mask, _ = checkpoints
+    recipe = tmp_path / "data.yaml"
+    recipe.write_text(yaml.safe_dump({"data": {"corpus": "librispeech", "root": str(corpus_root),
+                                               "snrs": [0, 10], "test_size": 6}}))
+    comparison = compare_models([str(mask)], recipe, tmp_path / "out", workers=0, dnsmos=False, rtf=False, samples=0)
+    assert comparison.data.description["kind"] == "recipe test list" and len(comparison.data) == 6
+    assert {row["snr_bin"] for row in comparison.group_rows("snr_bin")} <= {"0", "10"}
+    assert sum(r["n"] for r in comparison.group_rows("snr_bin") if r["system"] == "mask") == 6

@@ -30,11 +30,23 @@ class DataSource:
     _load: Callable[[int], Mixture]
     has_clean: bool
     notes: list[str] = field(default_factory=list)
+    discrete_snrs: bool = False  # a few fixed SNRs (a recipe's data.snrs): group by the value itself
 
     def load(self, index: int) -> Mixture:
         mixture = self._load(index)
-        add_snr_bin(mixture, self.notes)
+        add_snr_bin(mixture, self.snr_label)
         return mixture
+
+    def snr_label(self, snr: float) -> str:
+        """The group of an SNR label: the value itself (``"-5"``) for a few fixed SNRs, else a 5-dB bin."""
+        return f"{snr:g}" if self.discrete_snrs else snr_bin(snr)
+
+    def relabel(self, row: dict[str, Any]) -> None:
+        """Group a stored row of a few-fixed-SNR set by its ``snr`` value (logs written by an older
+        leanse that binned them agree)."""
+        snr = row.get("snr")
+        if self.discrete_snrs and isinstance(snr, (int, float)) and not math.isnan(float(snr)):
+            row["snr_bin"] = self.snr_label(float(snr))
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -57,13 +69,13 @@ def bin_low(label: str) -> float:
 MEASURED_NOTE = "SNR bins of files without an SNR label are measured from the pair (noise = noisy - clean)."
 
 
-def add_snr_bin(mixture: Mixture, notes: list[str]) -> None:
+def add_snr_bin(mixture: Mixture, label: Callable[[float], str] = snr_bin) -> None:
     meta = mixture.meta
     if meta.get("snr_bin"):
         return
     snr = meta.get("snr")
     if isinstance(snr, (int, float)) and not math.isnan(float(snr)):
-        meta["snr_bin"] = snr_bin(float(snr))
+        meta["snr_bin"] = label(float(snr))
     elif mixture.clean is not None:
         noise = mixture.noisy.astype(np.float64) - mixture.clean
         measured = 10 * math.log10((np.sum(mixture.clean.astype(np.float64) ** 2) + 1e-12) / (np.sum(noise**2) + 1e-12))
@@ -92,7 +104,8 @@ def _recipe_source(path: Path, sample_rate: int, limit: int | None) -> DataSourc
     mixers = build_mixers(data)
     specs = mixers.test_specs[:limit]
     return DataSource({"kind": "recipe test list", "path": str(path), "corpus": data.corpus, "files": len(specs)},
-                      [s.id for s in specs], lambda i: mixers.test.render(specs[i]), has_clean=True)
+                      [s.id for s in specs], lambda i: mixers.test.render(specs[i]), has_clean=True,
+                      discrete_snrs=data.snrs is not None and data.corpus != "paired")
 
 
 def _folder_source(path: Path, sample_rate: int, limit: int | None) -> DataSource:
@@ -102,5 +115,7 @@ def _folder_source(path: Path, sample_rate: int, limit: int | None) -> DataSourc
     pairs = read_paired(path, "test")[:limit]
     has_clean = pairs[0].clean is not None
     notes = [] if has_clean else ["No clean references: only DNSMOS and cost are reported."]
+    snrs = {p.labels["snr"] for p in pairs if isinstance(p.labels.get("snr"), float)}
     return DataSource({"kind": f"folder ({layout})", "path": str(path.resolve()), "files": len(pairs)},
-                      [p.id for p in pairs], lambda i: load_pair(pairs[i], sample_rate), has_clean, notes)
+                      [p.id for p in pairs], lambda i: load_pair(pairs[i], sample_rate), has_clean, notes,
+                      discrete_snrs=0 < len(snrs) <= 6 and not any(p.labels.get("snr_bin") for p in pairs))

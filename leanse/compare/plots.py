@@ -55,7 +55,7 @@ def quality_vs_cost(rows: list[dict[str, Any]], cost_key: str, metric: str, xlab
     ax.set_xlabel(xlabel)
     ax.set_ylabel(TITLES.get(metric, metric))
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="best")
     ax.set_title("blue: leanse models, orange: peers", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

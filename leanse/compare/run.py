@@ -249,6 +249,8 @@ def _run_system(out: Path, system: System, source: DataSource, done: dict[str, d
             evaluate_model(system.runner, (source.load(i) for i in todo), workers=workers, group_by=GROUP_BY,
                            dnsmos=dnsmos, on_row=on_row, **system.forward_kwargs)
     rows = [done[file_id] for file_id in source.ids]
+    for row in rows:
+        source.relabel(row)
     cost = _cached_cost(out, system, rtf)
     return SystemResult(system, EvaluationResult(rows, system.data_rate or system.sample_rate, GROUP_BY), cost)
 
