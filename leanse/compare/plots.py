@@ -40,12 +40,14 @@ def quality_vs_cost(rows: list[dict[str, Any]], cost_key: str, metric: str, xlab
         return None
     points = [(float(r[cost_key]), float(r[metric])) for r in shown]
     front = set(pareto_front(points))
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    fig, ax = plt.subplots(figsize=(6.4, 4.6))
     for index, (row, (x, y)) in enumerate(zip(shown, points)):
         on_front = index in front
         ax.plot(x, y, "o", ms=8, color="C0" if row.get("kind") != "peer" else "C1",
                 mfc=None if on_front else "white", mew=1.5)
-        ax.annotate(row["system"], (x, y), textcoords="offset points", xytext=(6, 4), fontsize=8)
+        # labels alternate above / below their point, so neighbours at one cost stay readable
+        ax.annotate(row["system"], (x, y), textcoords="offset points", xytext=(6, 4 if index % 2 == 0 else -11),
+                    fontsize=8)
     front_points = [points[i] for i in sorted(front, key=lambda i: points[i][0])]
     ax.step([p[0] for p in front_points], [p[1] for p in front_points], where="post", color="C2", lw=1.2,
             label="Pareto front (filled points)")
@@ -55,7 +57,7 @@ def quality_vs_cost(rows: list[dict[str, Any]], cost_key: str, metric: str, xlab
     ax.set_xlabel(xlabel)
     ax.set_ylabel(TITLES.get(metric, metric))
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8, loc="best")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)  # below the axes
     ax.set_title("blue: leanse models, orange: peers", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
