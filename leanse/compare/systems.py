@@ -61,10 +61,10 @@ class System:
         import numpy as np
         import torch
 
+        from leanse.models.base import run_enhancement
+
         x = torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32))[None]  # [1, T]
-        with torch.inference_mode():
-            out = self.runner(x, **self.forward_kwargs)  # [1, T]
-        return out[0].float().cpu().numpy()
+        return run_enhancement(self.runner, x, **self.forward_kwargs)[0].float().cpu().numpy()  # [T]
 
     def cost(self, rtf: bool = True) -> dict[str, Any]:
         """Parameters, MACs/s (paper and exact conventions), bytes, RTF at 1 thread, latency.
