@@ -168,3 +168,45 @@ class Streamer:
         floor = float(self.info.get("envelope_floor", 1e-11))
         tail = torch.as_tensor(signal) / torch.as_tensor(envelope).clamp_min(floor)
         return torch.cat([y, self._align(tail.float())], dim=1)
+
+
+def engine_for_enhance(model_path: Any, engine: str, stream: bool, blocks: int | None
+                       ) -> tuple[Any, Any]:
+    """``leanse enhance --stream`` / ``--engine onnx``: (model for the checks, streamer factory).
+
+    Refuses, in one line, a non-causal model with ``--stream``, an ONNX file without its sidecar
+    or of the wrong graph, and ``--blocks`` (a BLOOM exit is chosen at export/stream time).
+    """
+    from leanse.errors import ConfigError
+
+    if blocks is not None:
+        raise ConfigError("--blocks works with the offline PyTorch engine only; drop --blocks")
+    if engine == "onnx":
+        from leanse.export import OnnxOfflineModel, OnnxStepEngine, read_sidecar
+
+        if not stream:
+            sidecar = read_sidecar(model_path)
+            if sidecar.get("graph") == "step":
+                raise ConfigError(f"{model_path} holds the streaming step graph; add --stream")
+            return OnnxOfflineModel(model_path), None
+        step_engine = OnnxStepEngine(model_path)
+        return _StreamOnly(step_engine.sample_rate), lambda: Streamer(step_engine)
+    from leanse.checkpoint import load_checkpoint
+
+    model = load_checkpoint(model_path)
+    reason = model.not_streamable_reason()
+    if reason is not None:
+        raise NotStreamableError(f"--stream: {reason}; run without --stream")
+    return model, lambda: Streamer(model)
+
+
+class _StreamOnly:
+    """Stands for the model in enhance's checks when only a step graph runs."""
+
+    num_sources = 1
+
+    def __init__(self, sample_rate: int) -> None:
+        self.sample_rate = sample_rate
+
+    def __call__(self, wav: torch.Tensor) -> torch.Tensor:  # pragma: no cover - never chunked
+        raise NotStreamableError("this engine only streams")

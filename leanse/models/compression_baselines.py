@@ -124,6 +124,10 @@ class FDNN(_PaddedSTFTStreaming, EnhancementModel):
         mask = self.net(spec.abs().transpose(1, 2))  # [B, N, F], one frame in, one mask out
         return self.stft.inverse(spec * mask.transpose(1, 2), length=wav.shape[-1])
 
+    def core_sequence(self, re: torch.Tensor, im: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mask = self.net(torch.sqrt(re * re + im * im))  # [B, N, F]
+        return re * mask, im * mask
+
     def core_step(self, features: tuple[torch.Tensor, torch.Tensor], state: State
                   ) -> tuple[tuple[torch.Tensor, torch.Tensor], State]:
         re, im = features  # [B, F] each
@@ -160,6 +164,12 @@ class LSTMMapping(_PaddedSTFTStreaming, EnhancementModel):
         magnitude = self.relu(self.dense(hidden)).transpose(1, 2)  # [B, F, N]
         phase = torch.polar(torch.ones_like(magnitude), spec.angle())
         return self.stft.inverse(magnitude * phase, length=wav.shape[-1])
+
+    def core_sequence(self, re: torch.Tensor, im: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        hidden, _ = self.rnn(torch.sqrt(re * re + im * im))  # [B, N, H]
+        magnitude = self.relu(self.dense(hidden))  # [B, N, F]
+        angle = torch.atan2(im, re)
+        return magnitude * torch.cos(angle), magnitude * torch.sin(angle)
 
     def core_state_specs(self, batch: int) -> list[StateSpec]:
         return rnn_state_specs("rnn", self.rnn, batch)
@@ -435,6 +445,17 @@ class GCRN(_PaddedSTFTStreaming, EnhancementModel):
         imag = self.decoder_imag(x, skips)
         estimate = torch.complex(real, imag).transpose(1, 2)  # [B, F, N]
         return self.stft.inverse(estimate, length=wav.shape[-1])
+
+    def core_sequence(self, re: torch.Tensor, im: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = torch.stack([re, im], dim=1)  # [B, 2, N, F]
+        skips = []
+        for conv, norm in zip(self.encoder, self.encoder_norms):
+            x = self.act(norm(conv(x)))
+            skips.append(x)
+        batch, channels, frames, width = x.shape
+        y = self.glstm(x.transpose(1, 2).reshape(batch, frames, channels * width))
+        x = y.reshape(batch, frames, channels, width).transpose(1, 2)
+        return self.decoder_real(x, skips), self.decoder_imag(x, skips)  # [B, N, F] each
 
     def core_state_specs(self, batch: int) -> list[StateSpec]:
         return self.glstm.state_specs(batch)

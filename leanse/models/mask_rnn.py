@@ -101,6 +101,11 @@ class MaskRNN(FrameStreamingMixin, EnhancementModel):
     def core_state_specs(self, batch: int) -> list[StateSpec]:
         return rnn_state_specs("rnn", self.rnn, batch)
 
+    def core_sequence(self, re: torch.Tensor, im: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """All frames at once: ``(re, im)`` ``[B, N, F]`` -> masked ``(re, im)`` (ONNX offline)."""
+        mask = self.estimate_mask(torch.sqrt(re * re + im * im))  # [B, N, F]
+        return re * mask, im * mask
+
     def core_step(self, features: tuple[torch.Tensor, torch.Tensor], state: State
                   ) -> tuple[tuple[torch.Tensor, torch.Tensor], State]:
         """One frame: ``(re, im)`` ``[B, F]`` -> masked ``(re, im)``."""
