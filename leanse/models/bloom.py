@@ -151,6 +151,13 @@ class SeparatorMasker(nn.Module):
 class ResNetTasNetBase(EnhancementModel):
     """Encoder, shared bottleneck and ``num_blocks`` residual separator blocks (003 Sec. 2.1)."""
 
+    def not_streamable_reason(self) -> str | None:
+        if not self.causal:
+            return (f"{self.registered_name} with causal=False is not causal (it looks ahead"
+                    " through bidirectional RNNs / global norms / centred convolutions), so it cannot"
+                    " stream; train it with causal: true")
+        return f"{self.registered_name}: causal, but its streaming step is not written yet"
+
     def __init__(
         self,
         num_blocks: int = 6,

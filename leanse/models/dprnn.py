@@ -234,6 +234,13 @@ class DPRNNTasNet(EnhancementModel):
         sample_rate: 16000 in 002.
     """
 
+    def not_streamable_reason(self) -> str | None:
+        if not self.causal:
+            return (f"{self.registered_name} with causal=False is not causal (it looks ahead"
+                    " through bidirectional RNNs / global norms / centred convolutions), so it cannot"
+                    " stream; train it with causal: true")
+        return f"{self.registered_name}: causal, but its streaming step is not written yet"
+
     def __init__(
         self,
         num_sources: int = 2,

@@ -261,6 +261,7 @@ class StreamingFraming(nn.Module):
                 rows[m, i] = min(-(start + i) - start, n_fft - 1)
                 mirror[m, i] = 1.0
         self.register_buffer("reflect_index", rows, persistent=False)
+        self.register_buffer("sample_offsets", torch.arange(hop), persistent=False)
         self.register_buffer("reflect_mask", mirror, persistent=False)
         if transform == "rfft":
             cos, sin = real_dft_basis(n_fft, self.window)
@@ -287,7 +288,8 @@ class StreamingFraming(nn.Module):
         ]
 
     def analyse(self, x_hop: torch.Tensor, state: State) -> tuple[Any, torch.Tensor, State]:
-        """``[B, hop]`` -> (frame features, ``valid`` bool ``[1]``, front-end state after input).
+        """``[B, hop]`` -> (frame features, frame index ``m`` ``[1]`` (< 0: no frame yet),
+        front-end state after input).
 
         Features: ``(re, im)`` ``[B, F]`` each for ``rfft``, the frame ``[B, n_fft]`` for
         ``none``.
@@ -311,12 +313,17 @@ class StreamingFraming(nn.Module):
         else:
             spec = torch.fft.rfft(frame * self.window, dim=-1)  # [B, F] complex
             features = (spec.real, spec.imag)
-        return features, valid, (new_counter, new_buffer, ola_signal, ola_envelope)
+        return features, index, (new_counter, new_buffer, ola_signal, ola_envelope)
 
-    def synthesise(self, features: Any, valid: torch.Tensor, state: State
+    def synthesise(self, features: Any, index: torch.Tensor, state: State
                    ) -> tuple[torch.Tensor, State]:
-        """Output frame features -> (``[B, hop]`` final samples, front-end state)."""
+        """Output frame features -> (``[B, hop]`` final samples, front-end state).
+
+        Samples before the signal's start (the first steps' output) are zeros: their envelope
+        is near zero and they do not exist offline.
+        """
         counter, buffer, ola_signal, ola_envelope = state
+        valid = index >= 0
         if self.transform == "none":
             frame = features * self.window  # [B, n_fft]
         elif torch.onnx.is_in_onnx_export():
@@ -331,6 +338,8 @@ class StreamingFraming(nn.Module):
         signal = torch.cat([ola_signal, zeros], dim=1) + frame  # [B, n_fft]
         envelope = torch.cat([ola_envelope, zeros], dim=1) + weight * self.window.square()
         y_hop = signal[:, : self.hop] / envelope[:, : self.hop].clamp_min(self.envelope_floor)
+        position = index * self.hop - self.pad + self.sample_offsets  # [hop] input positions
+        y_hop = torch.where(position >= 0, y_hop, torch.zeros_like(y_hop))
         return y_hop, (counter, buffer, signal[:, self.hop :], envelope[:, self.hop :])
 
 
@@ -387,10 +396,10 @@ class FrameStreamingMixin(StreamingMixin):
     def _step(self, x_hop: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         framing = self.stream_framing
         front, core = state[:4], state[4:]
-        features, valid, front = framing.analyse(x_hop, front)
+        features, index, front = framing.analyse(x_hop, front)
         features, new_core = self.core_step(features, core)
-        y_hop, front = framing.synthesise(features, valid, front)
-        return y_hop, front + masked_update(valid, new_core, core)
+        y_hop, front = framing.synthesise(features, index, front)
+        return y_hop, front + masked_update(index >= 0, new_core, core)
 
 
 def rnn_state_specs(prefix: str, rnn: nn.RNNBase, batch: int) -> list[StateSpec]:
