@@ -20,6 +20,8 @@ STREAMABLE = [
     ("tiny-fdnn", {}),
     ("tiny-lstm-map", {}),
     ("tiny-gcrn", {}),
+    ("tiny-bloom", {"causal": True}),
+    ("tiny-resnet-tasnet", {"causal": True}),
 ]
 IDS = [p + "".join(f"-{k}={v}" for k, v in o.items()) for p, o in STREAMABLE]
 LENGTH = 3001  # not a multiple of any hop
@@ -107,6 +109,20 @@ def test_reset_replays_identically_and_the_future_never_changes_the_past(preset,
         offline_changed = model(changed[None])[0]
     torch.testing.assert_close(first, offline_changed[: len(first)], atol=1e-5, rtol=0)
     assert not torch.allclose(offline_changed[cut:], model(x[None])[0][cut:])
+
+
+def test_bloom_exit_is_chosen_per_stream_and_costs_only_its_blocks():
+    model = build("tiny-bloom", {"causal": True})
+    x = signal()
+    full = len(model.init_state(1))
+    streamer = model.streamer(blocks=1)
+    assert len(model.init_state(1)) < full  # blocks 2..L keep no state and do not run
+    y = torch.cat([streamer.feed(x), streamer.flush()])
+    with torch.no_grad():
+        torch.testing.assert_close(y, model(x[None], blocks=1)[0], atol=1e-5, rtol=0)
+        assert not torch.allclose(y, model(x[None], blocks=4)[0], atol=1e-3)
+    with pytest.raises(LeanseError, match="blocks"):
+        model.streamer(blocks=5)
 
 
 def test_batch_of_streams_is_independent():

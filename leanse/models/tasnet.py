@@ -91,6 +91,24 @@ class CumulativeLayerNorm(nn.Module):
         return y * self.weight[:, None] + self.bias[:, None]
 
 
+    # -- streaming: the running sums are the state ----------------------------------------
+
+    def state_specs(self, prefix: str, batch: int) -> list:
+        from leanse.models.streaming import StateSpec
+
+        return [StateSpec(f"{prefix}_sum", (batch, 1, 1)), StateSpec(f"{prefix}_sum_sq", (batch, 1, 1)),
+                StateSpec(f"{prefix}_count", (1,))]
+
+    def step(self, x: torch.Tensor, state: tuple) -> tuple[torch.Tensor, tuple]:
+        """One frame ``[B, C, 1]`` with the running ``(sum, sum of squares, count)``."""
+        sum_, sum_sq, count = state
+        sum_ = sum_ + x.sum(1, keepdim=True)  # [B, 1, 1]
+        sum_sq = sum_sq + x.pow(2).sum(1, keepdim=True)
+        count = count + x.shape[1]
+        y = cumulative_normalize(x, sum_, sum_sq, count, self.eps)
+        return y * self.weight[:, None] + self.bias[:, None], (sum_, sum_sq, count)
+
+
 def make_norm(channels: int, causal: bool) -> nn.Module:
     """gLN for non-causal models (the papers' setting), cLN for causal ones (``[B, C, T]``)."""
     return CumulativeLayerNorm(channels) if causal else GlobalLayerNorm(channels)
@@ -137,6 +155,14 @@ class LearnedEncoder(nn.Module):
         return self.conv(padded.unsqueeze(1))  # [B, N, F]
 
 
+    def step(self, x_hop: torch.Tensor, buffer: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Streaming (``kernel_size == 2 * stride``, hop = stride): ``[B, stride]`` new samples and
+        the previous ``kernel - stride`` -> one frame ``[B, N, 1]`` and the next buffer. The zero
+        initial buffer is the offline front padding (``stride`` zeros)."""
+        frame = torch.cat([buffer, x_hop], dim=1)  # [B, kernel]
+        return self.conv(frame[:, None]), frame[:, self.stride :]
+
+
 class LearnedDecoder(nn.Module):
     """Latent frames -> waveform: ``ConvTranspose1d(N, 1, L, stride, no bias)`` (overlap-add).
 
@@ -155,6 +181,15 @@ class LearnedDecoder(nn.Module):
         wav = self.conv(rep.reshape(-1, *rep.shape[-2:])).squeeze(1)  # [B*, padded length]
         front, _ = frame_padding(length, self.kernel_size, self.stride)
         return wav[:, front : front + length].reshape(*lead, length)
+
+
+    def step(self, rep: torch.Tensor, ola: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One frame ``[B, N, 1]`` and the pending overlap-add ``[B, kernel - stride]`` ->
+        ``[B, stride]`` final samples and the next pending sums."""
+        contribution = self.conv(rep)[:, 0]  # [B, kernel]
+        zeros = torch.zeros_like(contribution[:, : self.stride])
+        total = torch.cat([ola, zeros], dim=1) + contribution
+        return total[:, : self.stride], total[:, self.stride :]
 
 
 #: Mask nonlinearities. 002 and 003 (and FIDELITY) use ReLU; sigmoid is Conv-TasNet's.
