@@ -83,10 +83,16 @@ class OfflineGraph(nn.Module):
         self.n_fft, self.hop, self.pad = framing.n_fft, framing.hop, framing.pad
         self.reflect = framing.reflect
         self.floor = framing.envelope_floor
-        cos, sin = real_dft_basis(self.n_fft, framing.window)  # [n, F]
-        icos, isin = real_idft_basis(self.n_fft, framing.window)  # [F, n]
-        self.register_buffer("analysis", torch.cat([cos, sin], 1).T[:, None].contiguous())  # [2F,1,n]
-        self.register_buffer("synthesis", torch.cat([icos, isin], 0)[:, None].contiguous())  # [2F,1,n]
+        self.time_frames = framing.transform == "none"
+        if self.time_frames:  # frames themselves (TCNN): identity kernels times the window
+            identity = torch.diag(framing.window)[:, None].contiguous()  # [n, 1, n]
+            self.register_buffer("analysis", identity)
+            self.register_buffer("synthesis", identity.clone())
+        else:
+            cos, sin = real_dft_basis(self.n_fft, framing.window)  # [n, F]
+            icos, isin = real_idft_basis(self.n_fft, framing.window)  # [F, n]
+            self.register_buffer("analysis", torch.cat([cos, sin], 1).T[:, None].contiguous())  # [2F,1,n]
+            self.register_buffer("synthesis", torch.cat([icos, isin], 0)[:, None].contiguous())  # [2F,1,n]
         self.register_buffer("window_sq", framing.window.square()[None, None].contiguous())  # [1,1,n]
 
     def forward(self, wav: torch.Tensor) -> torch.Tensor:
@@ -98,10 +104,13 @@ class OfflineGraph(nn.Module):
         else:  # 004: zeros, and enough at the end to complete the last hop
             x = nn.functional.pad(x, (self.pad, self.pad + self.hop - 1))
         spec = nn.functional.conv1d(x, self.analysis, stride=self.hop)  # [B, 2F, N]
-        bins = spec.shape[1] // 2
-        re, im = self.model.core_sequence(spec[:, :bins].transpose(1, 2),
-                                          spec[:, bins:].transpose(1, 2))  # [B, N, F] each
-        spec = torch.cat([re, im], dim=2).transpose(1, 2)  # [B, 2F, N]
+        if self.time_frames:  # [B, n, N] frames
+            spec = self.model.core_sequence(spec.transpose(1, 2)).transpose(1, 2)
+        else:
+            bins = spec.shape[1] // 2
+            re, im = self.model.core_sequence(spec[:, :bins].transpose(1, 2),
+                                              spec[:, bins:].transpose(1, 2))  # [B, N, F] each
+            spec = torch.cat([re, im], dim=2).transpose(1, 2)  # [B, 2F, N]
         signal = nn.functional.conv_transpose1d(spec, self.synthesis, stride=self.hop)  # [B,1,L]
         ones = torch.ones_like(spec[:1, :1])  # [1, 1, N]
         envelope = nn.functional.conv_transpose1d(ones, self.window_sq, stride=self.hop)

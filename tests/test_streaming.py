@@ -20,6 +20,7 @@ STREAMABLE = [
     ("tiny-fdnn", {}),
     ("tiny-lstm-map", {}),
     ("tiny-gcrn", {}),
+    ("tiny-tcnn", {}),
     ("tiny-bloom", {"causal": True}),
     ("tiny-resnet-tasnet", {"causal": True}),
 ]

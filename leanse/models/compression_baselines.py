@@ -210,7 +210,7 @@ class _TCMBlock(nn.Module):
 
 
 @register_model("tcnn")
-class TCNN(EnhancementModel):
+class TCNN(_PaddedSTFTStreaming, EnhancementModel):
     """Temporal convolutional neural network, time domain (004 Sec. III-B3; Pandey & Wang 2019).
 
     Args:
@@ -225,10 +225,6 @@ class TCNN(EnhancementModel):
     #: frequency stride and padding of the 7 encoder layers (320 samples -> 4 "bins")
     STRIDES = (1, 2, 2, 2, 2, 2, 2)
     PADDING = (2, 2, 2, 2, 2, 2, 1)
-
-    def not_streamable_reason(self) -> str | None:
-        # causal (004 Sec. III-B), but its cached-convolution step is not written yet (issue 9)
-        return "tcnn is causal but has no streaming step yet"
 
     def __init__(self, encoder_channels: list[int] | None = None, tcm_hidden: int = 512,
                  num_stacks: int = 3, blocks_per_stack: int = 6,
@@ -281,6 +277,10 @@ class TCNN(EnhancementModel):
 
     def forward(self, wav: torch.Tensor) -> torch.Tensor:
         frames = self.framing(wav)  # [B, N, 320]
+        return self.framing.inverse(self.core_sequence(frames), length=wav.shape[-1])
+
+    def core_sequence(self, frames: torch.Tensor) -> torch.Tensor:
+        """``[B, N, 320]`` frames -> ``[B, N, 320]`` enhanced frames (before overlap-add)."""
         num_frames = frames.shape[1]
         x = frames.unsqueeze(1)  # [B, 1, N, 320]
         skips = []
@@ -295,7 +295,55 @@ class TCNN(EnhancementModel):
                                          reversed(skips)):
             x = conv(torch.cat([x, skip], dim=1))[:, :, :num_frames]  # drop the look-ahead frame
             x = act(norm(x))
-        return self.framing.inverse(x.squeeze(1), length=wav.shape[-1])
+        return x.squeeze(1)
+
+    # -- streaming: one 320-sample frame per 160-sample hop ---------------------------------
+
+    def build_stream_framing(self) -> StreamingFraming:
+        return StreamingFraming(self.FRAME, HOP, PAD, self.framing.window, reflect=False,
+                                transform="none", envelope_floor=1e-8)
+
+    def core_state_specs(self, batch: int) -> list[StateSpec]:
+        ins = [1] + self.encoder_channels[:-1]
+        specs = [StateSpec(f"encoder{k}_previous", (batch, c, 1, w))
+                 for k, (c, w) in enumerate(zip(ins, self.widths))]
+        specs += [StateSpec(f"tcm{k}_cache", (batch, block.depthwise.in_channels, 2 * block.dilation))
+                  for k, block in enumerate(self.tcm)]
+        specs += [StateSpec(f"decoder{k}_previous", (batch, conv.in_channels, 1, width))
+                  for k, (conv, width) in enumerate(zip(self.decoder, reversed(self.widths[1:])))]
+        return specs
+
+    def core_step(self, frame: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        """One frame ``[B, 320]``: every time kernel (2 frames, dilated 3-tap) reads its cached
+        past inputs, the transposed convolutions their previous input (the dropped look-ahead
+        frame is never computed)."""
+        layers = len(self.encoder)
+        blocks = len(self.tcm)
+        new_state: list[torch.Tensor] = []
+        x = frame[:, None, None]  # [B, 1, 1, 320]
+        skips = []
+        for k, (conv, norm, act) in enumerate(zip(self.encoder, self.encoder_norms,
+                                                  self.encoder_acts)):
+            window = torch.cat([state[k], x], dim=2)  # [B, C, 2, W]: previous and current frame
+            new_state.append(x)
+            x = act(norm(conv(window)))  # [B, C', 1, W']
+            skips.append(x)
+        batch, channels, _, width = x.shape
+        y = x.permute(0, 1, 3, 2).reshape(batch, channels * width, 1)  # [B, 256, 1]
+        for k, block in enumerate(self.tcm):
+            h = block.norm1(block.act1(block.inp(y)))  # [B, H, 1]
+            window = torch.cat([state[layers + k], h], dim=2)  # [B, H, 2d + 1]
+            new_state.append(window[:, :, 1:])
+            h = block.norm2(block.act2(block.depthwise(window)))
+            y = y + block.out(h)
+        x = y.reshape(batch, channels, width, 1).permute(0, 1, 3, 2)  # [B, C, 1, W]
+        for k, (conv, norm, act, skip) in enumerate(zip(self.decoder, self.decoder_norms,
+                                                        self.decoder_acts, reversed(skips))):
+            z = torch.cat([x, skip], dim=1)  # [B, C, 1, W]
+            new_state.append(z)
+            window = torch.cat([state[layers + blocks + k], z], dim=2)  # [B, C, 2, W]
+            x = act(norm(conv(window)[:, :, 1:2]))  # output frame t: z_t w0 + z_(t-1) w1
+        return x[:, 0, 0], tuple(new_state)
 
 
 # --------------------------------------------------------------------------------------------
