@@ -157,6 +157,11 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, stream: bool = False,
     model = model.eval()
     if stream:
         model._require_streamable()
+        if not model.step_exports_to_onnx:
+            raise ExportError(
+                f"{model.config.get('name')}: its step routes in Python (a hard-gated ensemble runs"
+                " one specialist per block), so it does not export as one step graph; export the"
+                " gate and the specialists as checkpoints of their own")
 
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".onnx", dir=path.parent)
     os.close(fd)

@@ -156,3 +156,11 @@ def test_command_line_refusals_are_one_line_and_overwrite_nothing(tmp_path, caps
                  "--engine", "onnx", "--stream"]) == 2
     err = capsys.readouterr().err
     assert "missing" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_routing_ensemble_is_not_exported_as_one_frozen_branch(tmp_path):
+    model = build("tiny-sparse-ensemble", {})
+    assert model.streamable
+    with pytest.raises(ExportError, match="specialist"):
+        export_onnx(model, tmp_path / "e.onnx", stream=True)
+    assert not (tmp_path / "e.onnx").exists()

@@ -126,6 +126,31 @@ def test_bloom_exit_is_chosen_per_stream_and_costs_only_its_blocks():
         model.streamer(blocks=5)
 
 
+def test_online_ensemble_runs_the_gate_and_one_specialist_per_frame():
+    model = build("tiny-sparse-ensemble", {})
+    x = signal()
+    with torch.no_grad():  # a gate that always picks specialist 2: exactly that specialist's stream
+        model.gate.dense.bias.copy_(torch.tensor([0.0, 0.0, 50.0, 0.0]))
+    streamer = model.streamer(decision_frames=4)
+    y = torch.cat([streamer.feed(x[:1000]), streamer.feed(x[1000:]), streamer.flush()])
+    with torch.no_grad():
+        torch.testing.assert_close(y, model.specialists[2](x[None])[0], atol=1e-5, rtol=0)
+        torch.testing.assert_close(y, model(x[None])[0], atol=1e-5, rtol=0)
+        # a gate that changes its mind: every frame still runs exactly one specialist
+        model.gate.dense.bias.zero_()
+        model.gate.dense.weight.mul_(400.0)
+    calls = [0] * model.num_experts
+    for k, expert in enumerate(model.specialists):
+        expert.rnn.register_forward_hook(lambda *_, k=k: calls.__setitem__(k, calls[k] + 1))
+    gate_calls = []
+    model.gate.rnn.register_forward_hook(lambda *_: gate_calls.append(1))
+    streamer = model.streamer(decision_frames=1)
+    streamer.feed(x)
+    steps = LENGTH // model.hop
+    assert len(gate_calls) == steps and sum(calls) == steps
+    assert sum(c > 0 for c in calls) >= 2  # it did switch
+
+
 def test_batch_of_streams_is_independent():
     model = build("tiny-mask-rnn", {})
     x = torch.stack([signal(seed=1), signal(seed=2)])

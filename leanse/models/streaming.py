@@ -71,6 +71,8 @@ class StreamingMixin:
     """
 
     flush_mode: str = "zeros"
+    #: False where ``step`` branches in Python on data (a traced graph would freeze one branch)
+    step_exports_to_onnx: bool = True
 
     @property
     def streamable(self) -> bool:
