@@ -169,11 +169,49 @@ def _device_of(module: Any) -> torch.device:
 # ------------------------------------------------------------------------------------------
 
 
+class OnnxDFT(torch.autograd.Function):
+    """``torch.fft`` in eager mode, the ONNX ``DFT`` operator (opset 17) when exported.
+
+    The TorchScript exporter has no ``fft_*``; onnxruntime's DFT runs a radix-2 FFT for powers of
+    two (measured on a 1024-point frame: 0.07-0.09 ms for rfft + inverse against 0.13 ms for the
+    two dense DFT matrix products, which also cost 8 MB of weights).
+    ``x``: ``[B, n, 1]`` real or ``[B, n, 2]`` (real, imaginary) -> ``[B, n or n/2+1, 2]``.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, inverse: bool, onesided: bool) -> torch.Tensor:
+        signal = torch.complex(x[..., 0], x[..., 1]) if x.shape[-1] == 2 else x[..., 0].to(torch.complex64)
+        y = torch.fft.ifft(signal, dim=1) if inverse else torch.fft.fft(signal, dim=1)
+        if onesided:
+            y = y[:, : x.shape[1] // 2 + 1]
+        return torch.stack([y.real, y.imag], dim=-1)
+
+    @staticmethod
+    def symbolic(g: Any, x: Any, inverse: bool, onesided: bool) -> Any:
+        return g.op("DFT", x, axis_i=1, inverse_i=int(inverse), onesided_i=int(onesided))
+
+
+def onnx_rfft(frame: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``[B, n]`` real -> ``(re, im)`` ``[B, n/2+1]`` through :class:`OnnxDFT`."""
+    spec = OnnxDFT.apply(frame[..., None], False, True)
+    return spec[..., 0], spec[..., 1]
+
+
+def onnx_irfft(re: torch.Tensor, im: torch.Tensor, n_fft: int) -> torch.Tensor:
+    """Inverse of :func:`onnx_rfft` (the Hermitian half mirrored, imaginary parts of the DC and
+    Nyquist bins ignored as ``irfft`` ignores them) -> ``[B, n]``."""
+    mirror = slice(1, n_fft - re.shape[1] + 1)  # bins 1 .. n - F, reversed below
+    full_re = torch.cat([re, re[:, mirror].flip(1)], dim=1)  # [B, n]
+    full_im = torch.cat([im[:, :1] * 0, im[:, 1:-1], im[:, -1:] * 0, -im[:, mirror].flip(1)], dim=1) \
+        if n_fft % 2 == 0 else torch.cat([im[:, :1] * 0, im[:, 1:], -im[:, mirror].flip(1)], dim=1)
+    return OnnxDFT.apply(torch.stack([full_re, full_im], dim=-1), True, False)[..., 0]
+
+
 def real_dft_basis(n_fft: int, window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Analysis matrices ``[n_fft, F]`` with the window folded in: ``frame @ cos``, ``frame @ sin``.
 
-    Used inside ONNX graphs only: the TorchScript exporter has no ``fft_rfft``; in eager mode the
-    step calls ``torch.fft.rfft`` (same numbers to float rounding).
+    Used by the exported offline graph (:class:`leanse.export.OfflineGraph`) as convolution
+    kernels: the STFT of a whole signal as one strided convolution.
     """
     bins = n_fft // 2 + 1
     n = torch.arange(n_fft, dtype=torch.float64)[:, None]
@@ -265,12 +303,6 @@ class StreamingFraming(nn.Module):
         self.register_buffer("reflect_index", rows, persistent=False)
         self.register_buffer("sample_offsets", torch.arange(hop), persistent=False)
         self.register_buffer("reflect_mask", mirror, persistent=False)
-        if transform == "rfft":
-            cos, sin = real_dft_basis(n_fft, self.window)
-            icos, isin = real_idft_basis(n_fft, self.window)
-            for name, value in (("dft_cos", cos), ("dft_sin", sin), ("idft_cos", icos),
-                                ("idft_sin", isin)):
-                self.register_buffer(name, value, persistent=False)
 
     @property
     def num_bins(self) -> int:
@@ -311,7 +343,7 @@ class StreamingFraming(nn.Module):
         if self.transform == "none":
             features: Any = frame * self.window
         elif torch.onnx.is_in_onnx_export():
-            features = (frame @ self.dft_cos, frame @ self.dft_sin)
+            features = onnx_rfft(frame * self.window)
         else:
             spec = torch.fft.rfft(frame * self.window, dim=-1)  # [B, F] complex
             features = (spec.real, spec.imag)
@@ -330,7 +362,7 @@ class StreamingFraming(nn.Module):
             frame = features * self.window  # [B, n_fft]
         elif torch.onnx.is_in_onnx_export():
             re, im = features
-            frame = re @ self.idft_cos + im @ self.idft_sin
+            frame = onnx_irfft(re, im, self.n_fft) * self.window
         else:
             re, im = features
             frame = torch.fft.irfft(torch.complex(re, im), n=self.n_fft, dim=-1) * self.window
