@@ -277,7 +277,10 @@ def check_parity(model: nn.Module, onnx_file: Path, sidecar: dict[str, Any],
                 a, b = a.numpy(), b.numpy()
                 if a.dtype.kind == "f":
                     worst = max(worst, float(np.abs(a - b).max()))
-                if strict and not np.allclose(a, b, atol=atol, rtol=STEP_RTOL):
+                # rtol against the tensor's largest magnitude: an LSTM cell state that has grown
+                # to ~80 carries float32 rounding of that size into its small elements too
+                scale = float(np.abs(a).max()) if a.size else 0.0
+                if strict and np.abs(a - b).max() > atol + STEP_RTOL * scale:
                     raise ExportError(
                         f"the exported step graph differs from PyTorch at step {k} in {name}"
                         f" (max {float(np.abs(a - b).max()):.2e}); not written")
