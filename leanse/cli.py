@@ -121,6 +121,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="export the streaming step graph (state tensors as inputs and outputs)")
     export.add_argument("--int8", action="store_true",
                         help="onnxruntime dynamic int8 quantization of MatMul/LSTM weights")
+    export.add_argument("--data", type=Path, default=None,
+                        help="with --int8: a recipe or corpus folder whose fixed test list scores"
+                             " fp32 against int8 (SI-SDR, PESQ)")
+    export.add_argument("--list", type=Path, default=None, help="a stored test list (test_list.csv)")
+    export.add_argument("--test-size", type=int, default=None, help="score only the first N mixtures")
     export.set_defaults(handler=cmd_export)
     return parser
 
@@ -270,15 +275,27 @@ def cmd_enhance(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from leanse.checkpoint import load_checkpoint
-    from leanse.export import export_onnx, sidecar_path
+    from leanse.errors import ConfigError
+    from leanse.export import export_onnx, sidecar_path, fixed_test_mixtures
 
     model = load_checkpoint(args.checkpoint)
+    if args.data is not None and not args.int8:
+        raise ConfigError("--data scores int8 against fp32: add --int8 (or drop --data)")
+    mixtures = (fixed_test_mixtures(args.data, model.sample_rate, args.list, args.test_size)
+                if args.data is not None else None)
     sidecar = export_onnx(model, args.output, stream=args.stream, int8=args.int8,
-                          meta={"checkpoint": str(args.checkpoint)})
+                          meta={"checkpoint": str(args.checkpoint)}, quality_mixtures=mixtures)
     parity = sidecar["parity"]
     print(f"wrote {args.output} ({sidecar['onnx_bytes']:,} bytes, {sidecar['graph']} graph"
           f"{', int8' if args.int8 else ''}) and {sidecar_path(args.output)}")
     print(f"checked in onnxruntime: {parity['checked']}: max |error| {parity['max_abs_error']:.2e}")
+    quality = sidecar.get("int8_quality")
+    if quality:
+        def fmt(value):
+            return "n/a" if value is None else f"{value:+.3f}"
+        print(f"int8 vs fp32 on {quality['mixtures']} test mixtures: SI-SDR"
+              f" {quality['si_sdr_fp32']:.2f} -> {quality['si_sdr_int8']:.2f} dB"
+              f" ({fmt(quality['si_sdr_change'])}), PESQ change {fmt(quality['pesq_change'])}")
     if sidecar.get("stream"):
         info = sidecar["stream"]
         print(f"hop {info['hop']} samples, latency {info['latency_samples']} samples"

@@ -144,8 +144,14 @@ def offline_graph(model: nn.Module) -> nn.Module:
 
 
 def export_onnx(model: nn.Module, path: str | os.PathLike, stream: bool = False,
-                int8: bool = False, meta: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Export ``model`` to ``path`` (+ ``path.with_suffix('.json')``), verify, return the sidecar."""
+                int8: bool = False, meta: dict[str, Any] | None = None,
+                quality_mixtures: list | None = None) -> dict[str, Any]:
+    """Export ``model`` to ``path`` (+ ``path.with_suffix('.json')``), verify, return the sidecar.
+
+    With ``int8`` and ``quality_mixtures`` (a fixed test list, :func:`fixed_test_mixtures`), the fp32
+    and int8 graphs both enhance every mixture and the sidecar's ``int8_quality`` gives their
+    mean SI-SDR and PESQ and the change.
+    """
     import onnx
 
     path = Path(path)
@@ -212,6 +218,9 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, stream: bool = False,
         sidecar["parity"] = check_parity(model, tmp, sidecar, strict=not int8)
         if fp32 is not None:
             sidecar["parity"]["fp32_bytes"] = fp32.stat().st_size
+            if quality_mixtures:
+                sidecar["int8_quality"] = int8_quality(
+                    graph_runner(fp32, sidecar), graph_runner(tmp, sidecar), quality_mixtures)
             fp32.unlink()
         sidecar["onnx_bytes"] = tmp.stat().st_size
         os.replace(tmp, path)
@@ -235,6 +244,71 @@ def _export_errors(model: nn.Module):
     except Exception as err:  # the exporter's own errors: one line naming the unsupported part
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ExportError(f"{model.config.get('name')} does not export to ONNX ({first[:200]})") from None
+
+
+def graph_runner(onnx_file: Path, sidecar: dict[str, Any]):
+    """``[T] -> [T]`` numpy function running an exported graph (offline, or streamed)."""
+    if sidecar["graph"] == "offline":
+        session = make_session(onnx_file)
+        return lambda wav: session.run(["enhanced"], {"wav": wav[None].astype(np.float32)})[0][0]
+    from leanse.streaming import Streamer
+
+    engine = OnnxStepEngine(onnx_file, sidecar)
+
+    def run(wav: np.ndarray) -> np.ndarray:
+        streamer = Streamer(engine)
+        return np.concatenate([streamer.feed(wav.astype(np.float32)), streamer.flush()])
+
+    return run
+
+
+def int8_quality(run_fp32, run_int8, mixtures: list) -> dict[str, Any]:
+    """Mean SI-SDR (dB) and PESQ of the fp32 and the int8 graph on the same mixtures."""
+    from leanse.metrics import pesq_score, si_sdr
+
+    scores: dict[str, list[float]] = {k: [] for k in ("si_sdr_fp32", "si_sdr_int8", "pesq_fp32",
+                                                      "pesq_int8")}
+    for mixture in mixtures:
+        for label, run in (("fp32", run_fp32), ("int8", run_int8)):
+            estimate = run(np.asarray(mixture.noisy, np.float32))
+            scores[f"si_sdr_{label}"].append(float(si_sdr(estimate, mixture.clean)))
+            pesq = pesq_score(mixture.clean, estimate, mixture.sample_rate)
+            if pesq is not None:
+                scores[f"pesq_{label}"].append(float(pesq))
+    means = {k: float(np.mean(v)) if v else None for k, v in scores.items()}
+    report: dict[str, Any] = {"mixtures": len(mixtures), **means}
+    for metric in ("si_sdr", "pesq"):
+        a, b = means[f"{metric}_fp32"], means[f"{metric}_int8"]
+        report[f"{metric}_change"] = None if a is None or b is None else b - a
+    return report
+
+
+def fixed_test_mixtures(data: Path, sample_rate: int, list_path: Path | None = None,
+                  test_size: int | None = None) -> list:
+    """The fixed test list of a recipe or corpus folder (as ``leanse evaluate`` reads it)."""
+    from leanse.config import from_dict, load_yaml
+    from leanse.data.datamodule import DataConfig, build_mixers, fixed_mixtures
+    from leanse.data.mixing import read_specs
+    from leanse.errors import ConfigError
+
+    data = Path(data)
+    if data.is_file():
+        recipe = load_yaml(data)
+        config = from_dict(DataConfig, recipe.get("data", recipe), "data")
+    elif data.is_dir():
+        config = DataConfig(corpus="librispeech", root=str(data), sample_rate=sample_rate,
+                            snrs=[-5.0, 0.0, 5.0, 10.0])
+    else:
+        raise ConfigError(f"--data {data}: no such recipe file or corpus folder")
+    if config.sample_rate != sample_rate:
+        raise ConfigError(f"the model runs at {sample_rate} Hz but the data is at {config.sample_rate} Hz")
+    if test_size:
+        config.test_size = test_size
+    mixers = build_mixers(config)
+    specs = read_specs(list_path) if list_path else mixers.test_specs
+    if test_size:
+        specs = specs[:test_size]
+    return fixed_mixtures(mixers.test, specs)
 
 
 def quantize_int8(source: Path, target: Path) -> None:

@@ -164,3 +164,18 @@ def test_a_routing_ensemble_is_not_exported_as_one_frozen_branch(tmp_path):
     with pytest.raises(ExportError, match="specialist"):
         export_onnx(model, tmp_path / "e.onnx", stream=True)
     assert not (tmp_path / "e.onnx").exists()
+
+
+def test_int8_export_reports_the_quality_change_on_a_fixed_test_list(tmp_path, corpus_root):
+    from leanse.export import fixed_test_mixtures
+
+    model = build("tiny-mask-rnn", {})
+    mixtures = fixed_test_mixtures(corpus_root, model.sample_rate, test_size=2)
+    assert len(mixtures) == 2
+    sidecar = export_onnx(model, tmp_path / "q.onnx", stream=True, int8=True,
+                          quality_mixtures=mixtures)
+    quality = sidecar["int8_quality"]
+    assert quality["mixtures"] == 2
+    for key in ("si_sdr_fp32", "si_sdr_int8", "si_sdr_change"):
+        assert np.isfinite(quality[key])
+    assert quality["si_sdr_change"] == pytest.approx(quality["si_sdr_int8"] - quality["si_sdr_fp32"])
