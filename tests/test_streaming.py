@@ -126,7 +126,9 @@ def test_bloom_exit_is_chosen_per_stream_and_costs_only_its_blocks():
         model.streamer(blocks=5)
 
 
-def test_online_ensemble_runs_the_gate_and_one_specialist_per_frame():
+def test_online_ensemble_runs_the_gate_and_one_specialist_per_frame(monkeypatch):
+    import leanse.ensemble.streaming as online
+
     model = build("tiny-sparse-ensemble", {})
     x = signal()
     with torch.no_grad():  # a gate that always picks specialist 2: exactly that specialist's stream
@@ -141,13 +143,19 @@ def test_online_ensemble_runs_the_gate_and_one_specialist_per_frame():
         model.gate.dense.weight.mul_(400.0)
     calls = [0] * model.num_experts
     for k, expert in enumerate(model.specialists):
-        expert.rnn.register_forward_hook(lambda *_, k=k: calls.__setitem__(k, calls[k] + 1))
+        expert.dense.register_forward_hook(lambda *_, k=k: calls.__setitem__(k, calls[k] + 1))
     gate_calls = []
-    model.gate.rnn.register_forward_hook(lambda *_: gate_calls.append(1))
+    real_rnn_step = online.rnn_step
+
+    def counted(rnn, *args):
+        gate_calls.append(rnn is model.gate.rnn)
+        return real_rnn_step(rnn, *args)
+
+    monkeypatch.setattr(online, "rnn_step", counted)
     streamer = model.streamer(decision_frames=1)
     streamer.feed(x)
     steps = LENGTH // model.hop
-    assert len(gate_calls) == steps and sum(calls) == steps
+    assert sum(gate_calls) == len(gate_calls) == steps and sum(calls) == steps
     assert sum(c > 0 for c in calls) >= 2  # it did switch
 
 

@@ -446,9 +446,30 @@ def rnn_state_specs(prefix: str, rnn: nn.RNNBase, batch: int) -> list[StateSpec]
 
 
 def rnn_step(rnn: nn.RNNBase, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
-    """One time step ``[B, I]`` of a batch-first RNN with explicit state -> ``[B, H]``."""
-    if isinstance(rnn, nn.LSTM):
-        out, (h, c) = rnn(x[:, None], (state[0], state[1]))
-        return out[:, 0], (h, c)
-    out, h = rnn(x[:, None], state[0])
-    return out[:, 0], (h,)
+    """One time step ``[B, I]`` of a uni-directional batch-first RNN with explicit state -> ``[B, H]``.
+
+    Exported, it is the module itself (ONNX ``LSTM`` / ``GRU`` with initial states). In eager mode
+    it runs ``torch.lstm_cell`` / ``torch.gru_cell`` layer by layer: the same equations and
+    weights, but plain matrix-vector products -- the fused ``torch.lstm`` on one time step costs
+    milliseconds of set-up (measured 20 ms a step for ``lstm-mask-512x2`` against ~1 ms here).
+    """
+    is_lstm = isinstance(rnn, nn.LSTM)
+    if torch.onnx.is_in_onnx_export():
+        if is_lstm:
+            out, (h, c) = rnn(x[:, None], (state[0], state[1]))
+            return out[:, 0], (h, c)
+        out, h = rnn(x[:, None], state[0])
+        return out[:, 0], (h,)
+    hs, cs = [], []
+    for layer in range(rnn.num_layers):
+        weights = [getattr(rnn, f"{name}_l{layer}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+        if is_lstm:
+            h, c = torch.lstm_cell(x, (state[0][layer], state[1][layer]), *weights)
+            cs.append(c)
+        else:
+            h = torch.gru_cell(x, state[0][layer], *weights)
+        hs.append(h)
+        x = h
+    if is_lstm:
+        return x, (torch.stack(hs), torch.stack(cs))
+    return x, (torch.stack(hs),)
