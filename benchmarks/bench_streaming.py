@@ -81,7 +81,9 @@ def step_times_onnx(path: Path, sidecar: dict, x: np.ndarray) -> list[float]:
     session = make_session(path, threads=1)
     info = sidecar["stream"]
     names = [s["name"] for s in info["state"]]
-    state = [np.zeros(s["shape"], dtype=s["dtype"]) for s in info["state"]]
+    initial = sidecar.get("initial_state") or {}
+    state = [np.asarray(initial[s["name"]], dtype=s["dtype"]) if s["name"] in initial
+             else np.zeros(s["shape"], dtype=s["dtype"]) for s in info["state"]]
     outputs = ["y_hop", *[f"next_{n}" for n in names]]
     hop = info["hop"]
     times = []

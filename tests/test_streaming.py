@@ -23,6 +23,8 @@ STREAMABLE = [
     ("tiny-tcnn", {}),
     ("tiny-bloom", {"causal": True}),
     ("tiny-resnet-tasnet", {"causal": True}),
+    ("tiny-dprnn-tasnet", {"causal": True}),
+    ("tiny-groupcomm", {"causal": True}),
 ]
 IDS = [p + "".join(f"-{k}={v}" for k, v in o.items()) for p, o in STREAMABLE]
 LENGTH = 3001  # not a multiple of any hop

@@ -100,13 +100,20 @@ class CumulativeLayerNorm(nn.Module):
                 StateSpec(f"{prefix}_count", (1,))]
 
     def step(self, x: torch.Tensor, state: tuple) -> tuple[torch.Tensor, tuple]:
-        """One frame ``[B, C, 1]`` with the running ``(sum, sum of squares, count)``."""
+        """``n`` new frames ``[B, C, n]`` with the running ``(sum, sum of squares, count)``."""
         sum_, sum_sq, count = state
-        sum_ = sum_ + x.sum(1, keepdim=True)  # [B, 1, 1]
-        sum_sq = sum_sq + x.pow(2).sum(1, keepdim=True)
-        count = count + x.shape[1]
-        y = cumulative_normalize(x, sum_, sum_sq, count, self.eps)
-        return y * self.weight[:, None] + self.bias[:, None], (sum_, sum_sq, count)
+        if x.shape[-1] == 1:
+            sums = sum_ + x.sum(1, keepdim=True)  # [B, 1, 1]
+            sums_sq = sum_sq + x.pow(2).sum(1, keepdim=True)
+            counts = count + x.shape[1]
+        else:
+            sums = sum_ + x.sum(1, keepdim=True).cumsum(-1)  # [B, 1, n]
+            sums_sq = sum_sq + x.pow(2).sum(1, keepdim=True).cumsum(-1)
+            steps = torch.arange(1, x.shape[-1] + 1, device=x.device, dtype=x.dtype)
+            counts = count + x.shape[1] * steps  # [n]
+        y = cumulative_normalize(x, sums, sums_sq, counts, self.eps)
+        new_state = (sums[..., -1:], sums_sq[..., -1:], counts[-1:].reshape(1))
+        return y * self.weight[:, None] + self.bias[:, None], new_state
 
 
 def make_norm(channels: int, causal: bool) -> nn.Module:
@@ -156,11 +163,11 @@ class LearnedEncoder(nn.Module):
 
 
     def step(self, x_hop: torch.Tensor, buffer: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Streaming (``kernel_size == 2 * stride``, hop = stride): ``[B, stride]`` new samples and
-        the previous ``kernel - stride`` -> one frame ``[B, N, 1]`` and the next buffer. The zero
+        """Streaming (``kernel_size == 2 * stride``): ``[B, n * stride]`` new samples and the
+        previous ``kernel - stride`` -> ``n`` frames ``[B, N, n]`` and the next buffer. The zero
         initial buffer is the offline front padding (``stride`` zeros)."""
-        frame = torch.cat([buffer, x_hop], dim=1)  # [B, kernel]
-        return self.conv(frame[:, None]), frame[:, self.stride :]
+        frames = torch.cat([buffer, x_hop], dim=1)  # [B, kernel - stride + n * stride]
+        return self.conv(frames[:, None]), frames[:, frames.shape[1] - (self.kernel_size - self.stride) :]
 
 
 class LearnedDecoder(nn.Module):
@@ -184,12 +191,12 @@ class LearnedDecoder(nn.Module):
 
 
     def step(self, rep: torch.Tensor, ola: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One frame ``[B, N, 1]`` and the pending overlap-add ``[B, kernel - stride]`` ->
-        ``[B, stride]`` final samples and the next pending sums."""
-        contribution = self.conv(rep)[:, 0]  # [B, kernel]
-        zeros = torch.zeros_like(contribution[:, : self.stride])
-        total = torch.cat([ola, zeros], dim=1) + contribution
-        return total[:, : self.stride], total[:, self.stride :]
+        """``n`` frames ``[B, N, n]`` and the pending overlap-add ``[B, kernel - stride]`` ->
+        ``[B, n * stride]`` final samples and the next pending sums."""
+        contribution = self.conv(rep)[:, 0]  # [B, (n - 1) * stride + kernel]
+        emitted = contribution.shape[1] - ola.shape[1]  # n * stride
+        total = contribution + nn.functional.pad(ola, (0, emitted))
+        return total[:, :emitted], total[:, emitted:]
 
 
 #: Mask nonlinearities. 002 and 003 (and FIDELITY) use ReLU; sigmoid is Conv-TasNet's.
