@@ -163,11 +163,10 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, stream: bool = False,
     model = model.eval()
     if stream:
         model._require_streamable()
-        if not model.step_exports_to_onnx:
-            raise ExportError(
-                f"{model.config.get('name')}: its step routes in Python (a hard-gated ensemble runs"
-                " one specialist per block), so it does not export as one step graph; export the"
-                " gate and the specialists as checkpoints of their own")
+        if not model.step_exports_to_onnx:  # a hard-gated ensemble: separate graphs, dispatcher
+            from leanse.ensemble.export import export_ensemble
+
+            return export_ensemble(model, path, int8=int8, meta=meta)
 
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".onnx", dir=path.parent)
     os.close(fd)
@@ -447,6 +446,18 @@ class OnnxStepEngine:
         feeds.update({name: np.asarray(value) for name, value in zip(self.state_names, state)})
         outputs = self.session.run(self.output_names, feeds)
         return torch.from_numpy(outputs[0]), tuple(torch.from_numpy(o) for o in outputs[1:])
+
+
+def step_engine(onnx_file: str | os.PathLike, threads: int = 1) -> Any:
+    """The step engine of an exported stream: one step graph, or an ensemble's dispatcher."""
+    sidecar = read_sidecar(onnx_file)
+    if sidecar.get("graph") == "ensemble_step":
+        from leanse.ensemble.export import OnnxEnsembleEngine
+
+        return OnnxEnsembleEngine(onnx_file, sidecar, threads)
+    if sidecar.get("graph") != "step":
+        raise ExportError(f"{onnx_file} holds the offline graph; export with --stream to stream")
+    return OnnxStepEngine(onnx_file, sidecar, threads)
 
 
 class OnnxOfflineModel:

@@ -182,15 +182,15 @@ def engine_for_enhance(model_path: Any, engine: str, stream: bool, blocks: int |
     if blocks is not None:
         raise ConfigError("--blocks works with the offline PyTorch engine only; drop --blocks")
     if engine == "onnx":
-        from leanse.export import OnnxOfflineModel, OnnxStepEngine, read_sidecar
+        from leanse.export import OnnxOfflineModel, read_sidecar, step_engine
 
         if not stream:
             sidecar = read_sidecar(model_path)
-            if sidecar.get("graph") == "step":
+            if sidecar.get("graph") in ("step", "ensemble_step"):
                 raise ConfigError(f"{model_path} holds the streaming step graph; add --stream")
             return OnnxOfflineModel(model_path), None
-        step_engine = OnnxStepEngine(model_path)
-        return _StreamOnly(step_engine.sample_rate), lambda: Streamer(step_engine)
+        engine = step_engine(model_path)
+        return _StreamOnly(engine.sample_rate), lambda: Streamer(engine)
     from leanse.checkpoint import load_checkpoint
 
     model = load_checkpoint(model_path)

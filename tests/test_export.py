@@ -158,12 +158,28 @@ def test_command_line_refusals_are_one_line_and_overwrite_nothing(tmp_path, caps
     assert "missing" in err and len(err.strip().splitlines()) == 1
 
 
-def test_a_routing_ensemble_is_not_exported_as_one_frozen_branch(tmp_path):
+def test_ensemble_exports_as_gate_and_specialist_graphs_with_a_dispatcher(tmp_path):
+    from leanse.ensemble.export import OnnxEnsembleEngine
+
     model = build("tiny-sparse-ensemble", {})
-    assert model.streamable
+    with torch.no_grad():  # a gate that changes its mind often: the dispatcher must follow it
+        model.gate.dense.weight.mul_(400.0)
+    model.decision_frames = 2
+    sidecar = export_onnx(model, tmp_path / "ens.onnx", stream=True)
+    assert sidecar["graph"] == "ensemble_step"
+    assert len(sidecar["parity"]["specialists_used"]) >= 2  # switches were checked
+    files = sorted(p.name for p in tmp_path.glob("*.onnx"))
+    assert files == ["ens.onnx", *[f"ens.specialist{k}.onnx" for k in range(4)]]
+    x = signal()
+    engine = OnnxEnsembleEngine(tmp_path / "ens.onnx", read_sidecar(tmp_path / "ens.onnx"))
+    streamer = Streamer(engine)
+    y = np.concatenate([streamer.feed(x.numpy()), streamer.flush()])
+    expected = model.streamer(decision_frames=2)
+    reference = torch.cat([expected.feed(x), expected.flush()]).numpy()
+    np.testing.assert_allclose(y, reference, atol=1e-4, rtol=1e-4)
+    (tmp_path / "ens.specialist2.onnx").unlink()
     with pytest.raises(ExportError, match="specialist"):
-        export_onnx(model, tmp_path / "e.onnx", stream=True)
-    assert not (tmp_path / "e.onnx").exists()
+        OnnxEnsembleEngine(tmp_path / "ens.onnx", read_sidecar(tmp_path / "ens.onnx"))
 
 
 def test_int8_export_reports_the_quality_change_on_a_fixed_test_list(tmp_path, corpus_root):
