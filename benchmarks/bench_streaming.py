@@ -144,8 +144,8 @@ def main(argv: list[str] | None = None) -> int:
         if not model.streamable:
             print(f"{'':<42} (no streaming: {model.not_streamable_reason()})")
             continue
-        if exit_block:
-            model.streamer(blocks=exit_block)  # sets the stream's exit
+        if exit_block:  # the stream's exit, and 16 encoder frames (128 samples, 8 ms) per hop
+            model.streamer(blocks=exit_block, frames_per_hop=16)
         hop_ms = 1e3 * model.hop / rate
         print(row(label + f" (hop {hop_ms:.1f} ms)", "torch step", step_times_torch(model, x),
                   args.seconds, macs, peak, hop_ms))

@@ -126,6 +126,11 @@ def test_bloom_exit_is_chosen_per_stream_and_costs_only_its_blocks():
         assert not torch.allclose(y, model(x[None], blocks=4)[0], atol=1e-3)
     with pytest.raises(LeanseError, match="blocks"):
         model.streamer(blocks=5)
+    streamer = model.streamer(blocks=2, frames_per_hop=7)  # a longer hop amortises the step
+    assert model.hop == 7 * model.stride
+    y = torch.cat([streamer.feed(x[:999]), streamer.feed(x[999:]), streamer.flush()])
+    with torch.no_grad():
+        torch.testing.assert_close(y, model(x[None], blocks=2)[0], atol=1e-5, rtol=0)
 
 
 def test_online_ensemble_runs_the_gate_and_one_specialist_per_frame(monkeypatch):
