@@ -120,7 +120,7 @@ def test_model_specs_that_cannot_run_get_one_line_errors(tmp_path, checkpoints, 
     onnx.write_bytes(b"\x08\x07")
     packed = tmp_path / "model.bin"
     packed.write_bytes(b"\x00" * 8)
-    for spec, message in ((onnx, "ONNX models are not supported"), (packed, "packed compressed models are not supported")):
+    for spec, message in ((onnx, "export again with leanse export"), (packed, "packed compressed models are not supported")):
         assert main(["compare", str(spec), "--data", str(tmp_path), "-o", str(tmp_path / "o")]) == 2
         err = capsys.readouterr().err.strip()
         assert message in err and "\n" not in err
@@ -186,3 +186,23 @@ def test_a_recipe_test_list_with_fixed_snrs_is_broken_down_by_each_snr(tmp_path,
     assert comparison.data.description["kind"] == "recipe test list" and len(comparison.data) == 6
     assert {row["snr_bin"] for row in comparison.group_rows("snr_bin")} <= {"0", "10"}
     assert sum(r["n"] for r in comparison.group_rows("snr_bin") if r["system"] == "mask") == 6
+
+
+def test_an_exported_onnx_graph_is_compared_beside_its_checkpoint(tmp_path, checkpoints, voicebank_root):
+    pytest.importorskip("onnxruntime", reason="in the test extra")
+    from leanse.checkpoint import load_checkpoint
+    from leanse.export import export_onnx
+
+    mask, _ = checkpoints
+    onnx = tmp_path / "mask.onnx"
+    export_onnx(load_checkpoint(mask), onnx)
+    comparison = compare_models([str(mask), str(onnx)], voicebank_root, tmp_path / "out", workers=0,
+                                dnsmos=False, samples=0, limit=2)
+    torch_row, onnx_row = comparison.overall_rows()[1:]
+    assert onnx_row["system"] == "mask.onnx" and onnx_row["kind"] == "onnx"
+    # The same network in onnxruntime scores what it scores in PyTorch (parity checked at export).
+    assert onnx_row["si_sdri"] == pytest.approx(torch_row["si_sdri"], abs=1e-3)
+    assert onnx_row["bytes"] == onnx.stat().st_size and onnx_row["rtf"] > 0
+    assert onnx_row["latency_ms"] == torch_row["latency_ms"] == 32.0
+    assert onnx_row["params"] is None  # not counted from a graph: said in the notes
+    assert any("mask.onnx" in note and "onnxruntime" in note for note in comparison.notes)

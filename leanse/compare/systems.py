@@ -79,6 +79,13 @@ class System:
                                "latency_ms": None}
         if self.kind == "peer":
             out["latency_ms"] = self.model.peer.delay_ms
+        elif self.kind == "onnx":
+            out["bytes"] = self.model.path.stat().st_size
+            stream = self.model.engine.sidecar.get("stream") or {}  # leanse export's timing of the model
+            if stream.get("latency_samples") is not None and stream.get("hop") is not None:
+                out["latency_ms"] = 1000.0 * (stream["latency_samples"] + stream["hop"]) / self.sample_rate
+            else:
+                out["latency_ms"] = latency_ms(self.model)
         else:
             for convention in complexity.CONVENTIONS:
                 profile = complexity.profile_model(self.model, 1.0, convention=convention, rtf=False,
@@ -134,9 +141,14 @@ class ResampledModel:
 
 
 def latency_ms(model: Any) -> float | None:
-    """Algorithmic latency: what the model states (``latency_samples``), else one STFT window for
-    an STFT model (``n_fft`` in its config), else ``None`` (unknown: shown as "-")."""
-    samples = getattr(model, "latency_samples", None)
+    """Algorithmic latency: for a streamable model ``latency_samples + hop`` (its output delay plus
+    the hop it waits to fill; :mod:`leanse.models.streaming`), else one STFT window for an STFT
+    model (``n_fft`` in its config), else ``None`` (unknown: shown as "-")."""
+    try:
+        reason = getattr(model, "not_streamable_reason", lambda: None)()
+        samples = None if reason else int(model.latency_samples) + int(model.hop)
+    except Exception:  # not streamable, or no timing declared: fall back to the window
+        samples = None
     if samples is None:
         samples = (getattr(model, "config", None) or {}).get("n_fft")
     return None if samples is None else 1000.0 * float(samples) / int(model.sample_rate)
@@ -157,14 +169,43 @@ class Loader:
 
 
 def _load_onnx(spec: str, path: Path) -> System:
-    # Issue 9 (ONNX export) plugs its runtime in here: it should return a System whose model maps
-    # [B, T] -> [B, T] at sample_rate. Until then the format is named, not guessed at.
+    """An offline graph written by ``leanse export`` (issue 9), run by onnxruntime at 1 thread."""
     try:
-        from leanse.export import load_onnx_model  # type: ignore[attr-defined]
+        from leanse.export import OnnxOfflineModel
     except ImportError:
         raise ConfigError(f"{spec}: ONNX models are not supported by this leanse yet (issue 9); "
                           "compare the checkpoint it was exported from") from None
-    return System(spec, path.stem, load_onnx_model(path), "onnx")
+    return System(spec, path.name, OnnxRunner(OnnxOfflineModel(path, threads=1), path), "onnx",
+                  notes=[f"{path.name}: an ONNX graph run by onnxruntime; bytes = the .onnx file's size, "
+                         "no parameter or MAC count (profile the checkpoint it was exported from)"])
+
+
+class OnnxRunner:
+    """An onnxruntime engine behind the model interface evaluate and the RTF timer use."""
+
+    num_sources = 1
+    training = False
+
+    def __init__(self, engine: Any, path: Path) -> None:
+        self.engine = engine
+        self.path = path
+        self.sample_rate = int(engine.sample_rate)
+        self.config = engine.sidecar.get("model", {}) if isinstance(engine.sidecar, dict) else {}
+
+    def __call__(self, wav: "Any", **unused: Any) -> "Any":
+        return self.engine(wav.float().cpu().numpy())
+
+    def parameters(self):
+        return iter(())
+
+    def modules(self):
+        return iter(())
+
+    def eval(self) -> "OnnxRunner":
+        return self
+
+    def train(self, mode: bool = True) -> "OnnxRunner":
+        return self
 
 
 def _load_packed(spec: str, path: Path) -> System:
