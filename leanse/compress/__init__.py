@@ -10,15 +10,20 @@ from leanse.compress.pruning import (
     remove_pruned_units,
     sparsity_report,
 )
+from leanse.compress.packed import read_packed_state, save_packed
+from leanse.compress.positions import PositionCode, decode_positions, encode_positions
 from leanse.compress.quantization import (
     PackedModel,
     QuantizedTensor,
     kmeans_codebook,
     quantize_model,
+    eq11_bytes,
     quantize_tensor,
     size_mb,
 )
 from leanse.compress.regularizers import (
+    DEFAULT_GROUPING,
+    GROUPINGS,
     PrunableTensor,
     group_lasso_penalty,
     group_matrix,
@@ -42,5 +47,7 @@ __all__ = [
     "quantize_tensor", "size_mb", "PrunableTensor", "group_lasso_penalty", "group_matrix",
     "l1_penalty", "prunable_tensors", "sgl_proximal_step_", "sparse_group_lasso",
     "PAPER_RATIOS", "chosen_ratios", "format_table", "make_pruning_schedule",
-    "pruning_sensitivity", "quantization_sensitivity",
+    "pruning_sensitivity", "quantization_sensitivity", "DEFAULT_GROUPING", "GROUPINGS",
+    "eq11_bytes", "save_packed", "read_packed_state", "PositionCode", "encode_positions",
+    "decode_positions",
 ]

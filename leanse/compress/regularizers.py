@@ -8,13 +8,15 @@ regularisation) and II-D (clustering-based quantization); Sec. III is the experi
 normalisation and PReLU parameters are not (004 prunes "weights"; the choice is ours where the
 paper is silent).
 
-*Weight groups* (``by="output"``, the default) are the unit that structured pruning physically
-removes: one output neuron of a Linear layer (a row of ``weight``), one output channel of a
-(transposed) convolution, one hidden unit of an RNN (its rows in all gates: LSTM ``i, f, g, o``,
-GRU ``r, z, n``). 004 defines groups as *columns* of FC/RNN matrices and as single kernels of
-convolutions (Sec. II-B); ``by="input"`` gives the column (input-unit) groups of every tensor.
-Removing a hidden neuron removes its row in one layer and its column in the next, so both views
-lead to the same smaller network; rows keep the penalty on the tensor that produces the unit.
+*Weight groups* follow 004 Sec. II-B by default (``by="paper"``): a group is one *column* of a
+fully-connected or recurrent weight matrix, the gate matrices concatenated (LSTM ``[4H, I]``: a
+column holds the ``4H`` weights that read one input unit), and one *kernel* of a (transposed)
+convolution (the ``kh x kw`` matrix, or the length-``k`` vector in 1-D, joining one input to one
+output channel). Other groupings stay available: ``by="output"`` gives one output neuron / output
+channel / hidden unit (its rows in all gates: LSTM ``i, f, g, o``, GRU ``r, z, n``), and
+``by="input"`` one input unit (for convolutions: all kernels reading one input channel). A hidden
+unit whose columns are zero in every tensor that reads it feeds nothing and can be removed
+physically (:func:`leanse.compress.shrink.shrink_model`).
 """
 
 from __future__ import annotations
@@ -25,7 +27,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from leanse.errors import ConfigError
+
 __all__ = [
+    "DEFAULT_GROUPING",
+    "GROUPINGS",
     "PrunableTensor",
     "prunable_tensors",
     "group_index",
@@ -39,6 +45,9 @@ __all__ = [
 _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _CONV_T = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 _GATES = {"LSTM": 4, "GRU": 3, "RNN_TANH": 1, "RNN_RELU": 1}
+#: Weight groupings: 004's (columns / kernels, the default), output units, input units.
+GROUPINGS = ("paper", "output", "input")
+DEFAULT_GROUPING = "paper"
 
 
 @dataclass(frozen=True)
@@ -102,12 +111,25 @@ def prunable_tensors(model: nn.Module) -> list[PrunableTensor]:
     return found
 
 
-def group_matrix(weight: torch.Tensor, spec: PrunableTensor, by: str = "output") -> torch.Tensor:
+def check_grouping(by: str) -> str:
+    if by not in GROUPINGS:
+        raise ConfigError(f"group by one of {', '.join(GROUPINGS)}, not {by!r}")
+    return by
+
+
+def group_matrix(weight: torch.Tensor, spec: PrunableTensor, by: str = DEFAULT_GROUPING
+                 ) -> torch.Tensor:
     """View ``weight`` as ``[num_groups, group_size]`` (a differentiable reshape).
 
-    ``by="output"``: one row per output unit (RNN: the unit's rows of every gate);
-    ``by="input"``: one row per input unit (004's "columns", Sec. II-B).
+    ``by="paper"`` (004 Sec. II-B): one row per column of an FC / RNN matrix (the gates
+    concatenated), one per kernel of a convolution; ``by="output"``: one row per output unit
+    (RNN: the unit's rows of every gate); ``by="input"``: one row per input unit.
     """
+    check_grouping(by)
+    if by == "paper":
+        if spec.kind in ("conv", "conv_transpose"):
+            return weight.reshape(weight.shape[0] * weight.shape[1], -1)  # [C_out*C_in, k...]
+        return weight.t()  # [I, 4H]: column j = every gate's weights reading input j
     if by == "output":
         w = weight.movedim(spec.out_dim, 0)
         if spec.gates > 1:
@@ -118,10 +140,10 @@ def group_matrix(weight: torch.Tensor, spec: PrunableTensor, by: str = "output")
         in_dim = 1 - spec.out_dim
         w = weight.movedim(in_dim, 0)
         return w.reshape(w.shape[0], -1)
-    raise ValueError(f"group by 'output' or 'input', not {by!r}")
+    raise AssertionError(by)  # unreachable: check_grouping
 
 
-def group_index(spec: PrunableTensor, by: str = "output") -> torch.Tensor:
+def group_index(spec: PrunableTensor, by: str = DEFAULT_GROUPING) -> torch.Tensor:
     """Flat element indices of each group, ``[num_groups, group_size]`` (for building masks)."""
     weight = spec.weight
     flat = torch.arange(weight.numel(), device=weight.device).reshape(weight.shape)
@@ -149,7 +171,7 @@ def l1_penalty(model: nn.Module, weight: float,
 
 def group_lasso_penalty(model: nn.Module, weight: float,
                         groups: list[PrunableTensor] | None = None,
-                        by: str = "output") -> torch.Tensor:
+                        by: str = DEFAULT_GROUPING) -> torch.Tensor:
     """004 Eq. (8): ``R_l21 = lambda_2 / n(G) * sum_{g in G} sqrt(p_g) * ||g||_2``.
 
     ``G`` is every weight group of the given tensors (pruned ones included, as the equation
@@ -170,7 +192,7 @@ def group_lasso_penalty(model: nn.Module, weight: float,
 
 def sparse_group_lasso(model: nn.Module, groups: list[PrunableTensor] | None,
                        lambda_l1: float, lambda_group: float,
-                       by: str = "output") -> torch.Tensor:
+                       by: str = DEFAULT_GROUPING) -> torch.Tensor:
     """004 Eq. (9): ``R_SGL = R_l1 + R_l21`` (Eq. (7) plus Eq. (8)); the loss is ``L + R_SGL``."""
     return (l1_penalty(model, lambda_l1, groups)
             + group_lasso_penalty(model, lambda_group, groups, by))
@@ -178,7 +200,7 @@ def sparse_group_lasso(model: nn.Module, groups: list[PrunableTensor] | None,
 
 @torch.no_grad()
 def sgl_proximal_step_(model: nn.Module, groups: list[PrunableTensor] | None, step: float,
-                       lambda_l1: float, lambda_group: float, by: str = "output") -> None:
+                       lambda_l1: float, lambda_group: float, by: str = DEFAULT_GROUPING) -> None:
     """Proximal operator of Eq. (9) for a gradient step of size ``step``, in place.
 
     004 trains with the penalty added to the loss (plain (sub)gradients, which shrink groups but
