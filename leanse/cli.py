@@ -8,6 +8,7 @@
     leanse profile MODEL --seconds S      parameters, MACs, bytes, real-time factor
     leanse enhance IN.wav ... -o DIR --model CHECKPOINT   (or a bundled name: leanse-base)
     leanse models                         list the bundled pretrained models
+    leanse compress CHECKPOINT --pipeline c1|c2 --data RECIPE [-o OUT]   004's compression
 
 A mistake in the input (bad audio, a recipe typo, a foreign checkpoint) prints one line that says
 what to do and exits with status 2.
@@ -105,6 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
     enhance.add_argument("--source", type=int, default=None, help="separation models: which output")
     enhance.add_argument("--chunk-seconds", type=float, default=10.0)
     enhance.set_defaults(handler=cmd_enhance)
+
+    from leanse.compress.cli import add_compress_parser
+
+    add_compress_parser(commands)
     return parser
 
 

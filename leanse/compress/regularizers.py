@@ -32,6 +32,8 @@ from leanse.errors import ConfigError
 __all__ = [
     "DEFAULT_GROUPING",
     "GROUPINGS",
+    "RegularizerConfig",
+    "regularization",
     "PrunableTensor",
     "prunable_tensors",
     "group_index",
@@ -222,3 +224,44 @@ def sgl_proximal_step_(model: nn.Module, groups: list[PrunableTensor] | None, st
         norms = torch.linalg.vector_norm(rows, dim=1, keepdim=True)
         scale = torch.clamp(1.0 - threshold / norms.clamp_min(1e-30), min=0.0)
         w.view(-1)[index.reshape(-1)] = (rows * scale).reshape(-1)
+
+
+@dataclass
+class RegularizerConfig:
+    """``train.regularizer`` of a recipe: the sparse penalty added to the task's loss.
+
+    ``kind``: ``l1`` (Eq. (7), 004's C1) or ``sgl`` (Eq. (9), 004's C2); ``weight``: lambda_1;
+    ``group_weight``: lambda_2 (``sgl`` only); ``grouping``: the weight groups of Eq. (8);
+    ``decay``: lambda_1 and lambda_2 are multiplied by this after every pruning iteration (004
+    Sec. III-C: "decay by 10 %", i.e. 0.9), which ``leanse compress`` applies.
+    """
+
+    kind: str = "l1"
+    weight: float = 0.1
+    group_weight: float = 0.0
+    grouping: str = DEFAULT_GROUPING
+    decay: float = 0.9
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("l1", "sgl"):
+            raise ConfigError(f"train.regularizer.kind: expected l1 or sgl, got {self.kind!r}")
+        for name in ("weight", "group_weight"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise ConfigError(f"train.regularizer.{name}: a number >= 0, not {value!r}")
+        if not 0 < self.decay <= 1:
+            raise ConfigError(f"train.regularizer.decay: in (0, 1], not {self.decay!r}")
+        check_grouping(self.grouping)
+
+    def scaled(self, iterations: int) -> "RegularizerConfig":
+        """The lambdas after ``iterations`` pruning iterations."""
+        factor = self.decay ** iterations
+        return RegularizerConfig(self.kind, self.weight * factor, self.group_weight * factor,
+                                 self.grouping, self.decay)
+
+
+def regularization(model: nn.Module, config: RegularizerConfig) -> torch.Tensor:
+    """The penalty ``config`` asks for on ``model``'s prunable tensors (Eq. (7) or (9))."""
+    if config.kind == "l1":
+        return l1_penalty(model, config.weight)
+    return sparse_group_lasso(model, None, config.weight, config.group_weight, config.grouping)

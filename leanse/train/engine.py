@@ -33,6 +33,7 @@ from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader
 
 from leanse.checkpoint import save_checkpoint
+from leanse.compress.regularizers import RegularizerConfig, regularization
 from leanse.data.datamodule import MixtureDataset
 from leanse.errors import ConfigError
 from leanse.losses import get_loss
@@ -65,6 +66,7 @@ class TrainConfig:
     seed: int = 0
     threads: int | None = None  # torch threads for training (None: torch's default)
     trace: bool = False  # write the mixture ids each rank saw (checks data-parallel sharding)
+    regularizer: RegularizerConfig | None = None  # 004 eqs. 7-9: {kind: l1|sgl, weight, ...}
 
     def __post_init__(self) -> None:
         if self.optimizer not in ("adam", "amsgrad"):
@@ -106,6 +108,10 @@ class EnhancementTask(L.LightningModule):
             self.seen_ids.extend(batch["id"])
         loss = self.compute_loss(batch)
         self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(batch["noisy"]))
+        if self.config.regularizer is not None:  # sparse regularisation (004 Sec. II-C)
+            penalty = regularization(self.model, self.config.regularizer)
+            self.log("penalty", penalty, on_step=True, on_epoch=True, batch_size=len(batch["noisy"]))
+            loss = loss + penalty
         return loss
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
