@@ -8,7 +8,7 @@ used in the forward pass, measured with forward hooks:
 
 * ``nn.Linear``: once per input row (``x.numel() / in_features``);
 * ``nn.Conv*d``: once per output position (batch x output spatial size);
-* ``nn.ConvTranspose*d``: once per *input* position (batch x input spatial size);
+* ``nn.ConvTranspose*d``: once per *output* position (thop's formula, which the dense count uses);
 * ``nn.RNN/LSTM/GRU``: once per time step and sequence, per direction (``weight_ih/hh/hr``).
 """
 
@@ -23,7 +23,7 @@ from torch import nn
 from leanse.complexity import _noise, count_macs  # noqa: PLC2701 (same package family)
 from leanse.compress.regularizers import prunable_tensors
 
-__all__ = ["sparse_macs"]
+__all__ = ["sparse_macs", "weight_macs"]
 
 
 def _uses(module: nn.Module, args: tuple, output: Any) -> int:
@@ -62,7 +62,7 @@ def sparse_macs(model: nn.Module, seconds: float, convention: str = "paper",
     for module in model.modules():
         if zeros.get(id(module)):
             def hook(mod, args, output, key=id(module)):
-                uses[key] = uses.get(key, 0) + _uses(mod, args, output)
+                uses[key] = uses.get(key, 0) + _weight_uses(mod, args, output)
             handles.append(module.register_forward_hook(hook))
     was_training = model.training
     model.eval()
@@ -75,3 +75,47 @@ def sparse_macs(model: nn.Module, seconds: float, convention: str = "paper",
     skipped = sum(zeros[key] * count for key, count in uses.items())
     nonzero = max(int(dense) - int(skipped), 0)
     return {"dense": int(dense), "nonzero": nonzero, "fraction": nonzero / max(int(dense), 1)}
+
+
+def _weight_uses(module: nn.Module, args: tuple, output: Any) -> int:
+    """Multiply-accumulates per weight in thop's conv formulas: a transposed convolution counts
+    ``output positions x C_in x k`` like a convolution over its zero-stuffed input."""
+    if isinstance(module, nn.modules.conv._ConvTransposeNd):
+        batched = output.dim() == module.weight.dim()
+        positions = math.prod(output.shape[2:] if batched else output.shape[1:])
+        batch = output.shape[0] if batched else 1
+        # thop: out.numel() * C_in / groups * k = (batch * positions) * weight.numel()
+        return batch * positions
+    return _uses(module, args, output)
+
+
+@torch.no_grad()
+def weight_macs(model: nn.Module, seconds: float, nonzero: bool = False) -> int:
+    """MACs of the prunable weight tensors only (no biases, normalisations, activations), one
+    forward pass over ``seconds``; ``nonzero`` counts only the nonzero weights (004 Table III).
+
+    For Linear and Conv layers this is thop's count without its BatchNorm / PReLU terms, as 004's
+    published TCNN figure needs (see :mod:`leanse.models.compression_baselines`); RNN layers
+    count ``weight_ih`` and ``weight_hh`` once per step (thop adds biases and gate products).
+    """
+    counts: dict[int, int] = {}
+    per_module: dict[int, int] = {}
+    for spec in prunable_tensors(model):
+        weight = spec.weight.detach()
+        n = int((weight != 0).sum()) if nonzero else weight.numel()
+        per_module[id(spec.module)] = per_module.get(id(spec.module), 0) + n
+    handles = []
+    for module in model.modules():
+        if id(module) in per_module:
+            def hook(mod, args, output, key=id(module)):
+                counts[key] = counts.get(key, 0) + _weight_uses(mod, args, output)
+            handles.append(module.register_forward_hook(hook))
+    was_training = model.training
+    model.eval()
+    try:
+        model(_noise(model, seconds))
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.train(was_training)
+    return int(sum(per_module[key] * uses for key, uses in counts.items()))
