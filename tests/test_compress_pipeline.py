@@ -68,6 +68,14 @@ def test_pipeline_compresses_reloads_and_never_touches_the_input(tmp_path, corpu
     wav = torch.randn(1, 16000)
     with torch.no_grad():
         assert torch.isfinite(packed(wav)).all()
+    from leanse.compress.report import write_compression_report
+    from leanse.train.recipe import load_recipe
+
+    report = write_compression_report(source, [out], load_recipe(recipe), tmp_path / "report",
+                                      rtf_seconds=0.5)
+    text = report.read_text()
+    assert "| uncompressed |" in text and f"({pipeline.upper()})" in text
+    assert (tmp_path / "report" / "compression.png").stat().st_size > 10_000
     if pipeline == "c2" and (out / "shrunk").is_dir():
         shrunk = load_checkpoint(out / "shrunk")
         assert sum(p.numel() for p in shrunk.parameters()) < sum(p.numel() for p in pruned.parameters())
