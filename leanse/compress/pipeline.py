@@ -149,7 +149,8 @@ class _Validation:
         for mixture in self.batch:
             noisy = torch.from_numpy(mixture.noisy)[None]
             clean = torch.from_numpy(mixture.clean)[None]
-            total += float(self.loss_fn(model(noisy), clean))
+            args = (noisy,) if getattr(self.loss_fn, "needs_noisy", False) else ()
+            total += float(self.loss_fn(model(noisy), clean, *args))
         return -total / max(len(self.batch), 1)
 
     def scores(self, model: torch.nn.Module) -> dict[str, float]:

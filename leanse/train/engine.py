@@ -101,7 +101,10 @@ class EnhancementTask(L.LightningModule):
 
     def compute_loss(self, batch: dict) -> torch.Tensor:
         """The training objective of one batch; stages with another objective override this."""
-        return self.loss_fn(self.model(batch["noisy"]), batch["clean"])
+        estimate = self.model(batch["noisy"])
+        if getattr(self.loss_fn, "needs_noisy", False):  # e.g. 004's IRM target
+            return self.loss_fn(estimate, batch["clean"], batch["noisy"])
+        return self.loss_fn(estimate, batch["clean"])
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         if self.config.trace:
