@@ -1,6 +1,12 @@
 """Model compression of paper 004 (Tan & Wang 2021): sparse regularisation (Sec. II-C),
 per-tensor sensitivity analysis and iterative pruning (Sec. II-B), k-means weight sharing
-(Sec. II-D). Library level; recipes build the pipelines of 004 Fig. 3 on top of these."""
+(Sec. II-D), and the pipelines C1 / C2 of its Fig. 3 built on them.
+
+Modules: ``regularizers`` (eqs. 7-9, 004's weight groups), ``sensitivity`` (Algorithms 1-3),
+``pruning`` (masks, iterative pruning), ``quantization`` (k-means codebooks, Eq. 11 sizes),
+``positions`` (Rice-coded sparse positions), ``packed`` (packed checkpoints), ``shrink`` (physical
+removal of dead units), ``cost`` (nonzero / weight-only MACs), ``pipeline`` (``leanse compress``),
+``report`` (the compression table and figures)."""
 
 from leanse.compress.pruning import (
     IterationRecord,

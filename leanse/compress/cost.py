@@ -20,10 +20,20 @@ from typing import Any
 import torch
 from torch import nn
 
-from leanse.complexity import _noise, count_macs  # noqa: PLC2701 (same package family)
+from leanse.complexity import count_macs
 from leanse.compress.regularizers import prunable_tensors
+from leanse.errors import ConfigError
 
 __all__ = ["sparse_macs", "weight_macs"]
+
+
+def _noise(model: nn.Module, seconds: float) -> torch.Tensor:
+    """Batch-1 seeded noise of ``seconds`` at the model's rate (the input count_macs uses too)."""
+    rate = getattr(model, "sample_rate", None)
+    if rate is None:
+        raise ConfigError(f"{type(model).__name__} has no sample_rate; 'seconds' means nothing to it")
+    samples = int(round(float(seconds) * int(rate)))
+    return torch.randn(1, samples, generator=torch.Generator().manual_seed(0))
 
 
 def _uses(module: nn.Module, args: tuple, output: Any) -> int:
