@@ -91,6 +91,9 @@ def load_checkpoint(path: str | os.PathLike, map_location: str = "cpu") -> Enhan
         )
     model.load_state_dict(state, strict=True)
     model.checkpoint_meta = document.get("meta", {})
+    if "packed" in document:  # model_bytes / `leanse profile` report the packed file's size
+        size = (folder / WEIGHTS).stat().st_size
+        model.packed_bytes = lambda: size
     return model.eval()
 
 

@@ -178,3 +178,13 @@ def test_every_model_family_prunes_quantizes_and_round_trips_packed(tmp_path, pr
     wav = torch.randn(1, model.sample_rate // 2, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         assert torch.equal(model(wav), loaded(wav))
+
+
+def test_profile_of_a_packed_checkpoint_reports_the_file_size(tmp_path, capsys):
+    from leanse.cli import main
+
+    model, packed = _compressed("tiny-mask-rnn", 0.9, 4)
+    folder = save_packed(model, tmp_path / "p", packed)
+    assert main(["profile", str(folder), "--no-rtf", "--json"]) == 0
+    profile = json.loads(capsys.readouterr().out)
+    assert profile["bytes"] == (folder / "model.safetensors").stat().st_size
