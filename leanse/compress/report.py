@@ -30,7 +30,8 @@ def _scores(model: Any, mixtures: list) -> Any:
 
 
 def write_compression_report(uncompressed: Path, runs: list[Path], recipe: Any, out: Path,
-                             rtf_seconds: float = 4.0) -> Path:
+                             rtf_seconds: float = 4.0, small: list[Path] = ()) -> Path:
+    """``small``: checkpoints of smaller models trained directly (004 Table IV's baseline)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -65,6 +66,19 @@ def write_compression_report(uncompressed: Path, runs: list[Path], recipe: Any, 
                  "RTF float": measure_rtf(base, rtf_seconds), "RTF shrunk": None})
     by_snr["uncompressed"] = result.groups().get("snr", {})
     reference = rows[0]
+    for folder in small:  # 004 Table IV: a small model trained directly, no compression
+        model = load_checkpoint(folder)
+        result = _scores(model, test)
+        means = result.means
+        size = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+        nonzero = sum(int((p != 0).sum()) for p in model.parameters())
+        rows.append({"model": f"direct small ({folder.parent.name}, {nonzero:,} params)",
+                     "SI-SDRi": means["si_sdri"], "PESQ": means["pesq"], "STOI": means["stoi"],
+                     "MB (Eq. 11)": size / 2**20, "file bytes": size,
+                     "rate Eq. 11": base_bytes / size, "rate file": base_bytes / size,
+                     "iterations": 0, **cost(model), "RTF float": measure_rtf(model, rtf_seconds),
+                     "RTF shrunk": None})
+        by_snr[rows[-1]["model"]] = result.groups().get("snr", {})
     for run in runs:
         state = json.loads((run / "compress.json").read_text())
         name = f"{run.name} ({state['options']['pipeline'].upper()})"
@@ -159,8 +173,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("runs", type=Path, nargs="+", help="leanse compress output folders")
     parser.add_argument("--data", type=Path, required=True, help="the recipe (its fixed test list)")
     parser.add_argument("--out", type=Path, required=True, help="report folder")
+    parser.add_argument("--small", type=Path, nargs="*", default=[],
+                        help="smaller models trained directly (004 Table IV's baseline)")
     args = parser.parse_args(argv)
-    path = write_compression_report(args.uncompressed, args.runs, load_recipe(args.data), args.out)
+    path = write_compression_report(args.uncompressed, args.runs, load_recipe(args.data), args.out,
+                                    small=args.small)
     print(path.read_text())
     return 0
 
