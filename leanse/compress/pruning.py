@@ -401,7 +401,10 @@ def _shrink_lstm(owner: nn.Module, rnn_attr: str, dense_attr: str) -> int:
 
 def remove_pruned_units(model: nn.Module) -> dict:
     """Physically remove dead units where the architecture allows; the model's function is
-    unchanged (up to float rounding).
+    unchanged (up to float rounding). Widths may end up different per layer, so the config may no
+    longer rebuild the model: :func:`leanse.compress.shrink.shrink_model` (what ``leanse
+    compress`` uses) keeps equal widths and a reloadable checkpoint, and handles GRU and
+    bidirectional RNNs too.
 
     Handled: Linear -> elementwise -> Linear chains inside any ``nn.Sequential`` (FDNN), and
     ``rnn`` (``nn.LSTM``) -> ``dense`` (Linear) pairs as in ``lstm_map``. Other structures
