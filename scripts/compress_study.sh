@@ -17,5 +17,7 @@ $LEANSE compress runs/c-h128/best --pipeline c1 --data $RECIPE -o runs/c-h128-c1
 $LEANSE compress runs/c-h128/best --pipeline c2 --data $RECIPE -o runs/c-h128-c2
 $LEANSE compress runs/c-h128/best --pipeline c1 --data $RECIPE -o runs/c-h128-c1-noreg --no-regularizer --max-iterations 3
 $LEANSE compress runs/c-h128/best --pipeline c1 --data $RECIPE -o runs/c-h128-c1-p2 --common-ratio 0.5 --max-iterations 3
+# lambda_1 by 004's rule (R_l1 one order of magnitude below the loss: ~1 against |neg. SI-SDR| ~ 10)
+$LEANSE compress runs/c-h128/best --pipeline c1 --data $RECIPE -o runs/c-h128-c1-l15 --max-iterations 3 --set compress.weight=15
 $PY -m leanse.compress.report runs/c-h128/best runs/c-h128-c1 runs/c-h128-c2 runs/c-h128-c1-noreg \
-    runs/c-h128-c1-p2 --small runs/c-h32/best --data $RECIPE --out "$OUT"
+    runs/c-h128-c1-p2 runs/c-h128-c1-l15 --small runs/c-h32/best --data $RECIPE --out "$OUT"
