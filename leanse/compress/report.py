@@ -52,6 +52,7 @@ def write_compression_report(uncompressed: Path, runs: list[Path], recipe: Any, 
     rows: list[dict[str, Any]] = []
     by_snr: dict[str, dict] = {}
     curves: dict[str, list[float]] = {}
+    quality: dict[str, tuple[list[float], list[float]]] = {}  # % left -> validation PESQ
     layers: dict[str, dict[str, float]] = {}
 
     def cost(model: Any) -> dict:
@@ -99,12 +100,14 @@ def write_compression_report(uncompressed: Path, runs: list[Path], recipe: Any, 
                      "RTF shrunk": shrunk_rtf})
         by_snr[name] = result.groups().get("snr", {})
         curves[name] = [1.0] + [h["fraction_left"] for h in accepted]
+        quality[name] = ([100.0] + [100 * h["fraction_left"] for h in state["history"]],
+                         [state["base"].get("pesq")] + [h["scores"].get("pesq") for h in state["history"]])
         layers[name] = {k: v["sparsity"] for k, v in sparsity_report(pruned)["tensors"].items()}
     for row in rows[1:]:
         for key in ("SI-SDRi", "PESQ", "STOI"):
             row[f"d{key}"] = None if row[key] is None else row[key] - reference[key]
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4))
     for name, curve in curves.items():
         axes[0].plot(range(len(curve)), [100 * c for c in curve], marker="o", label=name)
     axes[0].set_xlabel("pruning iteration")
@@ -121,6 +124,13 @@ def write_compression_report(uncompressed: Path, runs: list[Path], recipe: Any, 
     axes[1].set_ylabel("% pruned")
     axes[1].set_title("Fig. 6 style: pruning ratio per tensor")
     axes[1].legend(fontsize=8)
+    for name, (left, pesq) in quality.items():
+        axes[2].plot(left, pesq, marker="o", label=name)
+    axes[2].invert_xaxis()
+    axes[2].set_xlabel("% of prunable weights left (every iteration, undone ones too)")
+    axes[2].set_ylabel("validation PESQ")
+    axes[2].set_title("Fig. 7 style: quality against compression")
+    axes[2].legend(fontsize=8)
     fig.tight_layout()
     figure = out / "compression.png"
     fig.savefig(figure, dpi=110)
@@ -157,7 +167,7 @@ def write_compression_report(uncompressed: Path, runs: list[Path], recipe: Any, 
         if state.get("shrink"):
             lines += ["", f"Shrinking: `{json.dumps(state['shrink'])}`"]
         lines += ["", f"Bits per tensor (Algorithm 3): `{json.dumps(state.get('bits'))}`", ""]
-    lines += [f"![weights left and pruning ratio per tensor]({figure.name})", ""]
+    lines += [f"![weights left, pruning ratio per tensor, quality against compression]({figure.name})", ""]
     path = out / "report.md"
     path.write_text("\n".join(lines) + "\n")
     (out / "rows.json").write_text(json.dumps(rows, indent=2, default=float))
