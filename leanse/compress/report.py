@@ -64,7 +64,7 @@ def write_compression_report(uncompressed: Path, runs: list[Path], recipe: Any, 
     rows.append({"model": "uncompressed", "SI-SDRi": means["si_sdri"], "PESQ": means["pesq"],
                  "STOI": means["stoi"], "MB (Eq. 11)": base_bytes / 2**20, "file bytes": base_bytes,
                  "rate Eq. 11": 1.0, "rate file": 1.0, "iterations": 0, **cost(base),
-                 "RTF float": measure_rtf(base, rtf_seconds), "RTF shrunk": None})
+                 "RTF float": measure_rtf(base, rtf_seconds, repeats=7), "RTF shrunk": None})
     by_snr["uncompressed"] = result.groups().get("snr", {})
     reference = rows[0]
     for folder in small:  # 004 Table IV: a small model trained directly, no compression
@@ -77,7 +77,7 @@ def write_compression_report(uncompressed: Path, runs: list[Path], recipe: Any, 
                      "SI-SDRi": means["si_sdri"], "PESQ": means["pesq"], "STOI": means["stoi"],
                      "MB (Eq. 11)": size / 2**20, "file bytes": size,
                      "rate Eq. 11": base_bytes / size, "rate file": base_bytes / size,
-                     "iterations": 0, **cost(model), "RTF float": measure_rtf(model, rtf_seconds),
+                     "iterations": 0, **cost(model), "RTF float": measure_rtf(model, rtf_seconds, repeats=7),
                      "RTF shrunk": None})
         by_snr[rows[-1]["model"]] = result.groups().get("snr", {})
     for run in runs:
@@ -90,13 +90,13 @@ def write_compression_report(uncompressed: Path, runs: list[Path], recipe: Any, 
         sizes = state["sizes"]
         shrunk_rtf = None
         if (run / "shrunk").is_dir():
-            shrunk_rtf = measure_rtf(load_checkpoint(run / "shrunk"), rtf_seconds)
+            shrunk_rtf = measure_rtf(load_checkpoint(run / "shrunk"), rtf_seconds, repeats=7)
         accepted = [h for h in state["history"] if h["accepted"]]
         rows.append({"model": name, "SI-SDRi": means["si_sdri"], "PESQ": means["pesq"],
                      "STOI": means["stoi"], "MB (Eq. 11)": sizes["eq11_bytes"] / 2**20,
                      "file bytes": sizes["file_bytes"], "rate Eq. 11": sizes["rate_by_eq11"],
                      "rate file": sizes["rate_by_file"], "iterations": len(accepted),
-                     **cost(packed), "RTF float": measure_rtf(pruned, rtf_seconds),
+                     **cost(packed), "RTF float": measure_rtf(pruned, rtf_seconds, repeats=7),
                      "RTF shrunk": shrunk_rtf})
         by_snr[name] = result.groups().get("snr", {})
         curves[name] = [1.0] + [h["fraction_left"] for h in accepted]
@@ -142,7 +142,8 @@ def write_compression_report(uncompressed: Path, runs: list[Path], recipe: Any, 
              f"({base_bytes:,} bytes). *Eq. 11* is 004's convention (codebooks + indices, no "
              "position information); *file* is the real size of the packed `model.safetensors` "
              "(Rice-coded positions, safetensors header included). MACs per second of audio "
-             "(thop convention; nonzero = zero weights skipped, 004 Table III). RTF: one thread, "
+             "(thop convention) of each model as stored -- C2's after its dead units are removed; "
+             "nonzero = zero weights skipped, 004 Table III. RTF: median of 7 runs on one thread, "
              f"{rtf_seconds:g} s input; *float* = the pruned model run densely, *shrunk* = C2's "
              "model with dead units removed.", "",
              markdown_table(rows, COLUMNS + ["dSI-SDRi", "dPESQ", "dSTOI"]), "", "## By input SNR", ""]
