@@ -6,7 +6,7 @@
     leanse train RECIPE [key=value ...]   train only (resumes a killed run)
     leanse evaluate CHECKPOINT --data D   score a model on a fixed test list
     leanse profile MODEL --seconds S      parameters, MACs, bytes, real-time factor
-    leanse enhance IN.wav ... -o DIR --model CHECKPOINT   (or a bundled name: leanse-base)
+    leanse enhance IN.wav|DIR ... -o OUT --model CHECKPOINT   (or a bundled name: leanse-base)
     leanse models                         list the bundled pretrained models
     leanse compress CHECKPOINT --pipeline c1|c2 --data RECIPE [-o OUT]   004's compression
 
@@ -45,13 +45,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="leanse", description="Efficient speech enhancement.")
     commands = parser.add_subparsers(metavar="COMMAND")
 
-    data = commands.add_parser("data", help="corpora").add_subparsers(metavar="WHAT")
+    data = commands.add_parser("data", help="build a corpus: the embedded demo or real speech").add_subparsers(
+        metavar="WHAT")
     demo = data.add_parser("demo", help="write the embedded demo corpus (LibriSpeech / MUSAN layout)")
-    demo.add_argument("--out", required=True, type=Path)
-    demo.add_argument("--speakers", type=int, default=40)
-    demo.add_argument("--utterances-per-speaker", type=int, default=20)
-    demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--workers", type=int, default=None)
+    demo.add_argument("--out", required=True, type=Path,
+                      help="a new or empty folder (or one holding a demo corpus from an earlier run)")
+    demo.add_argument("--speakers", type=int, default=40,
+                      help="pseudo-speakers over train / dev / test, each gender balanced (default 40)")
+    demo.add_argument("--utterances-per-speaker", type=int, default=20, help="utterances of 2-6 s each (default 20)")
+    demo.add_argument("--seed", type=int, default=0, help="the same seed writes byte-identical files (default 0)")
+    demo.add_argument("--workers", type=int, default=None,
+                      help="synthesis processes run at once (default: the number of CPU cores)")
     demo.set_defaults(handler=cmd_data_demo)
     real = data.add_parser(
         "real", help="build the real-speech corpus and dev set from Debian's archive (apt-get download)")
@@ -66,8 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
         ("train", cmd_train, "train the recipe's model(s); a killed run resumes"),
     ):
         sub = commands.add_parser(name, help=text)
-        sub.add_argument("recipe", type=Path)
-        sub.add_argument("overrides", nargs="*", metavar="key=value")
+        sub.add_argument("recipe", type=Path, help="a recipe YAML, e.g. recipes/mask_rnn/tiny.yaml")
+        sub.add_argument("overrides", nargs="*", metavar="key=value",
+                         help="change any recipe field, e.g. train.max_epochs=5 data.batch_size=8")
         sub.set_defaults(handler=handler)
 
     models = commands.add_parser("models", help="list the pretrained models bundled with leanse")
@@ -75,36 +80,44 @@ def build_parser() -> argparse.ArgumentParser:
     models.set_defaults(handler=cmd_models)
 
     evaluate = commands.add_parser("evaluate", help="score a checkpoint on a fixed test list")
-    evaluate.add_argument("checkpoint", type=Path)
+    evaluate.add_argument("checkpoint", type=Path, help="a checkpoint folder (e.g. runs/NAME/best)")
     evaluate.add_argument("--data", required=True, type=Path,
                           help="a recipe YAML (its data section) or a LibriSpeech + MUSAN / demo corpus folder")
     evaluate.add_argument("--list", type=Path, help="a stored test list (test_list.csv of a run)")
     evaluate.add_argument("--out", type=Path, help="folder for per_file.csv and summary.json")
-    evaluate.add_argument("--test-size", type=int, default=None)
-    evaluate.add_argument("--workers", type=int, default=2)
+    evaluate.add_argument("--test-size", type=int, default=None,
+                          help="number of test mixtures (default: the data section's test_size)")
+    evaluate.add_argument("--workers", type=int, default=2, help="processes scoring PESQ / STOI (default 2)")
     evaluate.add_argument("--blocks", type=int, default=None, help="scalable models: run only the first l blocks")
     evaluate.add_argument("--source", type=int, default=None, help="separation models: which output to score")
     evaluate.set_defaults(handler=cmd_evaluate)
 
     profile = commands.add_parser("profile", help="parameters, MACs, bytes on disk, real-time factor")
     profile.add_argument("model", help="a preset name or a checkpoint folder")
-    profile.add_argument("--seconds", type=float, default=1.0)
-    profile.add_argument("--convention", choices=["paper", "exact"], default="paper")
-    profile.add_argument("--json", action="store_true")
+    profile.add_argument("--seconds", type=float, default=1.0,
+                         help="length of the seeded noise input the counts are for (default 1 s)")
+    profile.add_argument("--convention", choices=["paper", "exact"], default="paper",
+                         help="MACs as thop / the papers count them (paper) or every multiply run (exact)")
+    profile.add_argument("--json", action="store_true", help="print one JSON object")
     profile.add_argument("--no-rtf", action="store_true", help="skip the timing")
-    profile.add_argument("--blocks", type=int, default=None)
+    profile.add_argument("--blocks", type=int, default=None,
+                         help="scalable models (BLOOM-Net): count only the first l blocks")
     profile.add_argument("--against", metavar="MODEL", default=None,
                          help="a reference (e.g. the generalist preset): also print the reduction against it")
     profile.set_defaults(handler=cmd_profile)
 
     enhance = commands.add_parser("enhance", help="enhance audio files with a trained model")
-    enhance.add_argument("inputs", nargs="+", type=Path)
-    enhance.add_argument("-o", "--out-dir", required=True, type=Path)
+    enhance.add_argument("inputs", nargs="+", type=Path,
+                         help="audio files, or folders: every audio file below keeps its relative path")
+    enhance.add_argument("-o", "--out-dir", required=True, type=Path,
+                         help="output folder (created); inputs are never overwritten")
     enhance.add_argument("--model", required=True, type=Path,
                          help="a checkpoint folder or a bundled model name (leanse models)")
-    enhance.add_argument("--blocks", type=int, default=None)
+    enhance.add_argument("--blocks", type=int, default=None,
+                         help="scalable models (BLOOM-Net): run only the first l blocks (cheaper)")
     enhance.add_argument("--source", type=int, default=None, help="separation models: which output")
-    enhance.add_argument("--chunk-seconds", type=float, default=10.0)
+    enhance.add_argument("--chunk-seconds", type=float, default=10.0,
+                         help="model input length; memory grows with it, not with the file (default 10 s)")
     enhance.set_defaults(handler=cmd_enhance)
 
     from leanse.compress.cli import add_compress_parser

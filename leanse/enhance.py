@@ -20,7 +20,8 @@ measured difference on the mask RNN).
 
 Output. Mono, at the input's sample rate and with exactly the input's number of frames, named
 ``out_dir / <input stem><ext>`` where ``ext`` is the input's ``.wav``/``.flac`` and ``.wav``
-otherwise. WAV output is 32-bit float (no clipping); FLAC is 24-bit PCM, clipped to [-1, 1] with
+otherwise; the files of an input *folder* keep their paths relative to it
+(``DIR/a/b.flac`` -> ``out_dir/a/b.flac``). WAV output is 32-bit float (no clipping); FLAC is 24-bit PCM, clipped to [-1, 1] with
 a note. Inputs are never overwritten; a failed file leaves nothing behind.
 """
 
@@ -97,7 +98,9 @@ def enhance_files(
     enhanced before a failing one are complete and stay.
 
     Args:
-        inputs: audio files (anything libsndfile reads: wav, flac, ogg, ...), mono or multichannel.
+        inputs: audio files (anything libsndfile reads: wav, flac, ogg, ...), mono or multichannel,
+            or folders: every audio file under a folder is enhanced to the same relative path under
+            ``out_dir`` (as DeepFilterNet's CLI does).
         out_dir: created if needed; must not be the folder of an input with the same output name.
         model: an :class:`~leanse.models.EnhancementModel` (``[B, T] -> [B, T]`` or ``[B, S, T]``).
         chunk_seconds: model input length; memory is proportional to it, not to the file.
@@ -110,7 +113,7 @@ def enhance_files(
     model_rate = int(model.sample_rate)
     _chunk_sizes(chunk_seconds, overlap_seconds, model_rate)  # validate before any work
 
-    plans = _plan_outputs([Path(p) for p in inputs], out_dir)
+    plans = _plan_outputs(expand_inputs([Path(p) for p in inputs], out_dir), out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise AudioError(f"{out_dir}: exists and is not a folder; choose an output folder")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -121,7 +124,8 @@ def enhance_files(
             start = time.perf_counter()
             notes = _notes(info.channels, info.samplerate, model_rate)
             file_format, subtype = OUTPUT_SUBTYPES[output.suffix.lower()]
-            fd, tmp = tempfile.mkstemp(prefix=f".{output.stem}.", suffix=output.suffix, dir=out_dir)
+            output.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{output.stem}.", suffix=output.suffix, dir=output.parent)
             os.close(fd)
             try:
                 with sf.SoundFile(
@@ -358,24 +362,54 @@ def _eval_mode(model: torch.nn.Module) -> Iterator[None]:
         model.train(was_training)
 
 
-def _plan_outputs(inputs: list[Path], out_dir: Path) -> list[tuple[Path, Path, Any]]:
+def audio_suffixes() -> set[str]:
+    """File extensions libsndfile reads (``.wav``, ``.flac``, ``.ogg``, ...), lower case."""
+    return {f".{name.lower()}" for name in sf.available_formats()}
+
+
+def expand_inputs(inputs: list[Path], out_dir: Path) -> list[tuple[Path, Path]]:
+    """``[(audio file, its output path relative to out_dir)]``.
+
+    A file keeps its name; a folder contributes every audio file below it (sorted, by extension)
+    at its path relative to the folder, leaving out anything already inside ``out_dir`` (enhancing
+    ``DIR`` into ``DIR/enhanced`` twice does not enhance the first outputs).
+    """
+    suffixes = audio_suffixes()
+    out_resolved = Path(out_dir).resolve()
+    pairs: list[tuple[Path, Path]] = []
+    for path in inputs:
+        if not path.is_dir():
+            pairs.append((path, Path(path.name)))
+            continue
+        files = sorted(
+            f for f in path.rglob("*")
+            if f.is_file() and f.suffix.lower() in suffixes and not f.resolve().is_relative_to(out_resolved)
+        )
+        if not files:
+            raise AudioError(f"{path}: a folder with no audio files ({', '.join(sorted(suffixes)[:6])}, ...); "
+                             "give audio files or a folder that holds some")
+        pairs.extend((f, f.relative_to(path)) for f in files)
+    return pairs
+
+
+def _plan_outputs(inputs: list[tuple[Path, Path]], out_dir: Path) -> list[tuple[Path, Path, Any]]:
     """Check every input's header and every output name; ``[(input, output, info)]``."""
     plans = []
-    stems: dict[str, Path] = {}
-    for path in inputs:
-        info = audio_info(path)  # missing, directory, not audio -> AudioError
+    outputs: dict[str, Path] = {}
+    for path, relative in inputs:
+        info = audio_info(path)  # missing, not audio -> AudioError
         if info.frames == 0:
             raise AudioError(f"{path}: the audio is empty (0 samples)")
-        key = path.stem.casefold()  # case-insensitive file systems would collide too
-        if key in stems:
+        key = relative.with_suffix("").as_posix().casefold()  # case-insensitive file systems collide too
+        if key in outputs:
             raise AudioError(
-                f"{stems[key]} and {path} have the same name '{path.stem}', so their outputs would"
-                " collide; rename one or enhance them into different folders"
+                f"{outputs[key]} and {path} have the same name '{relative.with_suffix('')}', so their outputs"
+                " would collide; rename one or enhance them into different folders"
             )
-        stems[key] = path
+        outputs[key] = path
         suffix = path.suffix if path.suffix.lower() in OUTPUT_SUBTYPES else ".wav"
-        plans.append((path, out_dir / f"{path.stem}{suffix}", info))
-    resolved_inputs = {p.resolve(): p for p in inputs}
+        plans.append((path, out_dir / relative.with_suffix(suffix), info))
+    resolved_inputs = {p.resolve(): p for p, _ in inputs}
     for path, output, _ in plans:
         if output.resolve() in resolved_inputs:
             raise AudioError(

@@ -11,6 +11,7 @@ import itertools
 from typing import Callable
 
 import torch
+from torch import nn
 
 EPS = 1e-8
 
@@ -129,21 +130,55 @@ LOSSES: dict[str, PairLoss] = {
 }
 
 
-def pit(loss: PairLoss, estimates: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Permutation-invariant training (Kolbaek et al. 2017) for ``[B, S, T]`` signals.
+class PITLossWrapper(nn.Module):
+    """Utterance-level permutation-invariant training (Kolbaek et al. 2017) over a pairwise loss,
+    as Asteroid's ``PITLossWrapper(pit_from="pw_mtx")``.
 
-    ``loss`` is evaluated per example for every permutation of the estimated sources; each example
-    keeps its best permutation. Exhaustive search is fine for the S <= 3 of the papers.
+    ``pair_loss(estimate [..., T], reference [..., T]) -> [...]`` is the loss of one pairing (lower
+    is better, broadcasting over leading axes, e.g. ``lambda e, r: -snr(e, r)``). For ``[B, S, T]``
+    estimates and references the wrapper scores all ``S x S`` pairings at once, keeps each
+    example's best permutation (exhaustive search over the ``S!`` permutations, fine for the
+    S <= 3 of the papers) and returns the batch mean of its mean-over-sources loss.
     """
-    num_sources = targets.shape[1]
-    per_permutation = []
-    for perm in itertools.permutations(range(num_sources)):
-        permuted = estimates[:, list(perm)]
-        per_example = torch.stack(
-            [loss(permuted[b : b + 1], targets[b : b + 1]) for b in range(targets.shape[0])]
-        )  # [B]
-        per_permutation.append(per_example)
-    return torch.stack(per_permutation, dim=0).min(dim=0).values.mean()
+
+    def __init__(self, pair_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
+        super().__init__()
+        self.pair_loss = pair_loss
+
+    def pairwise_losses(self, estimates: torch.Tensor, references: torch.Tensor) -> torch.Tensor:
+        """``[B, S, T]`` x ``[B, S, T]`` -> ``[B, S_est, S_ref]``: the loss of every pairing."""
+        return self.pair_loss(estimates.unsqueeze(2), references.unsqueeze(1))
+
+    @staticmethod
+    def best_permutation(pair_losses: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """For ``[B, S, S]`` pair losses, the permutation (estimate ``perm[j]`` -> reference ``j``)
+        with the lowest mean loss, per example: ``(mean loss [B], permutation [B, S])``."""
+        num_sources = pair_losses.shape[-1]
+        perms = torch.tensor(list(itertools.permutations(range(num_sources))), device=pair_losses.device)  # [P, S]
+        refs = torch.arange(num_sources, device=pair_losses.device)
+        totals = pair_losses[:, perms, refs].mean(-1)  # [B, P]: pair_losses[b, perm[p, j], j] averaged over j
+        best = totals.argmin(-1)  # [B]
+        return totals.gather(1, best[:, None])[:, 0], perms[best]
+
+    def forward(self, estimates: torch.Tensor, references: torch.Tensor) -> torch.Tensor:
+        """``[B, S, T]`` x ``[B, S, T]`` -> the batch mean of each example's best-permutation loss."""
+        best, _ = self.best_permutation(self.pairwise_losses(estimates, references))
+        return best.mean()
+
+
+def _negated(metric: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> Callable:
+    def loss(estimate: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+        return -metric(estimate, reference)
+
+    loss.__name__ = f"negative_{metric.__name__}"
+    return loss
+
+
+#: Separation objectives (``train.loss`` of a separation recipe): PIT over a per-pair negated metric.
+PIT_LOSSES: dict[str, PITLossWrapper] = {
+    "snr": PITLossWrapper(_negated(snr)),
+    "si_sdr": PITLossWrapper(_negated(si_sdr)),
+}
 
 
 def get_loss(name: str) -> PairLoss:

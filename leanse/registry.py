@@ -1,7 +1,7 @@
 """Building objects from configs through a name registry: one rule for models and gates.
 
-It lives outside :mod:`leanse.models` so that gate modules can use it without importing the model
-package (which itself imports the ensemble package).
+It lives outside :mod:`leanse.models` so that gate modules (:mod:`leanse.ensemble.gates`) use it
+without importing the model package.
 """
 
 from __future__ import annotations

@@ -107,7 +107,7 @@ def test_a_corpus_with_the_wrong_layout_says_what_was_expected(tmp_path, checkpo
     "make, message",
     [
         (lambda p: None, "no such file"),
-        (lambda p: p.mkdir(), "is a directory"),
+        (lambda p: p.mkdir(), "a folder with no audio files"),
         (lambda p: p.write_text("not audio"), "cannot read as audio"),
         (lambda p: sf.write(p, np.zeros(0, dtype=np.float32), 16000), "empty"),
         (lambda p: sf.write(p, np.zeros(16000, dtype=np.float32), 16000), "silent"),

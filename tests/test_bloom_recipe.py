@@ -15,7 +15,8 @@ from leanse.checkpoint import load_checkpoint, save_checkpoint
 from leanse.cli import main
 from leanse.errors import LeanseError
 from leanse.models import build_model
-from leanse.train.bloom import Cascade, OnePerDepth, SingleHeadAfter, claims
+from leanse.models.bloom import Cascade, OnePerDepth, SingleHeadAfter
+from leanse.train.bloom import claims
 
 RECIPES = Path(__file__).parent.parent / "recipes" / "bloom"
 

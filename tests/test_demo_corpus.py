@@ -44,12 +44,12 @@ def other_seed(tmp_path_factory) -> tuple[Path, dict]:
         raise RuntimeError("simulated crash")
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(demo, "_write_noise", crash)
+        patch.setattr(demo.corpus, "_write_noise", crash)
         with pytest.raises(RuntimeError, match="simulated crash"):
             write_demo_corpus(out, seed=1, **SMALL)
     after_crash = {
-        "manifest": (out / demo.MANIFEST).exists(),
-        "marker": (out / demo.BUILDING).exists(),
+        "manifest": (out / demo.constants.MANIFEST).exists(),
+        "marker": (out / demo.constants.BUILDING).exists(),
         "flacs": len(list(out.rglob("*.flac"))),
     }
     summary = write_demo_corpus(out, seed=1, **SMALL)
@@ -130,7 +130,7 @@ def test_speakers_balanced_and_disjoint(corpus):
 
 def test_babble_only_from_held_out_speakers(corpus):
     out, _ = corpus
-    manifest = json.loads((out / demo.MANIFEST).read_text())
+    manifest = json.loads((out / demo.constants.MANIFEST).read_text())
     babble = {split: set(map(str, ids)) for split, ids in manifest["babble_speakers"].items()}
     listed = set(speakers_txt(out))
     on_disk = {p.name for subset in SUBSETS for p in (out / "LibriSpeech" / subset).iterdir()}
@@ -166,7 +166,7 @@ def test_interrupted_build_never_looks_complete_and_resumes(other_seed):
     out, info = other_seed
     assert info["after_crash"] == {"manifest": False, "marker": True, "flacs": 24}
     assert info["summary"]["status"] == "built"
-    assert (out / demo.MANIFEST).is_file() and not (out / demo.BUILDING).exists()
+    assert (out / demo.constants.MANIFEST).is_file() and not (out / demo.constants.BUILDING).exists()
 
 
 def test_audio_is_16k_mono_finite_and_not_silent(corpus):
@@ -212,11 +212,11 @@ def test_refuses_foreign_folders_and_bad_parameters(tmp_path):
 
 
 def test_synthesis_failure_is_a_clear_error():
-    library, _ = demo._espeak_paths()
+    library, _ = demo.corpus._espeak_paths()
     job = {"library": library, "data_root": "/nonexistent", "voice": "en", "rate": 160,
            "utterances": [[1, 3.0]]}  # fmt: skip
     with pytest.raises(CorpusError, match="espeak-ng synthesis failed"):
-        demo._run_worker(job)
+        demo.corpus._run_worker(job)
 
 
 def test_second_call_is_a_no_op(corpus):
@@ -298,3 +298,19 @@ def test_speakers_identifiable_by_mfcc_nearest_centroid(corpus):
             correct += guess == sid
             trials += 1
     assert trials == 16 and correct >= 12, f"{correct}/{trials} utterances identified"
+
+
+def test_the_synthesis_worker_imports_only_the_standard_library():
+    """Each speaker is synthesised by the worker file run by path in a fresh interpreter: it must
+    not pull numpy / torch / soxr in (every import would be paid once per speaker)."""
+    import subprocess
+    import sys
+
+    worker = Path(demo.worker.__file__).resolve()
+    code = (
+        f"import runpy, sys; runpy.run_path({str(worker)!r}, run_name='__main__'); "
+        "heavy = sorted({'numpy', 'torch', 'soxr', 'soundfile', 'scipy'} & set(sys.modules)); "
+        "print(heavy); sys.exit(1 if heavy else 0)"
+    )
+    result = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr

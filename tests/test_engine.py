@@ -89,3 +89,61 @@ def test_ddp_on_two_cpu_processes_splits_the_data_and_keeps_weights_identical(tm
     assert len(ranks[0]["ids"]) == len(ranks[1]["ids"]) == 16
     assert not set(ranks[0]["ids"]) & set(ranks[1]["ids"]), "both ranks saw the same mixtures"
     assert ranks[0]["weights_checksum"] == ranks[1]["weights_checksum"]
+
+
+class _ScriptedValidation:
+    """A task whose validation loss is scripted per epoch (good first, then worse)."""
+
+    @staticmethod
+    def make(model, config, losses):
+        from leanse.train.engine import EnhancementTask
+
+        class Task(EnhancementTask):
+            def validation_step(self, batch, batch_idx):
+                self.compute_loss(batch)  # the real forward pass, then the scripted value
+                self.log("val_loss", torch.tensor(losses[self.current_epoch]), batch_size=len(batch["noisy"]))
+
+        return Task(model, config)
+
+
+def test_a_resumed_run_keeps_the_best_checkpoint_of_before_the_kill(tmp_path, corpus_root):
+    """Kill after a good epoch, resume into worse epochs: best/ keeps the good one."""
+    from leanse.checkpoint import read_checkpoint_config
+    from leanse.data.datamodule import MixtureDataset
+    from leanse.models import build_model
+    from leanse.train.engine import fit
+
+    recipe = load_recipe(_recipe(tmp_path, corpus_root))
+    mixers = build_mixers(recipe.data)
+    losses = [1.0, 5.0, 7.0]  # epoch 0 is the best; the resumed epochs are worse
+    run_dir = tmp_path / "run"
+
+    def train(max_epochs: int) -> Path:
+        model = build_model(recipe.model)
+        config = recipe.train.__class__(**{**recipe.train.__dict__, "max_epochs": max_epochs})
+        return fit(model, MixtureDataset(mixers.train, size=16, seed=0),
+                   MixtureDataset(mixers.valid, specs=mixers.valid_specs), config, run_dir, batch_size=8,
+                   task=_ScriptedValidation.make(model, config, losses))
+
+    best = train(max_epochs=1)  # the "kill": the run ends after its good epoch, state on disk
+    weights = (best / "model.safetensors").read_bytes()
+    assert read_checkpoint_config(best)["meta"]["epoch"] == 0
+    train(max_epochs=3)  # resumes from lightning/last.ckpt into two worse epochs
+    meta = read_checkpoint_config(best)["meta"]
+    assert meta["epoch"] == 0 and meta["val_loss"] == pytest.approx(1.0)
+    assert (best / "model.safetensors").read_bytes() == weights
+    # The worse epochs did run, and the resumable state carries the best loss forward.
+    state = torch.load(run_dir / "lightning" / "last.ckpt", weights_only=False)  # our own file
+    assert state["epoch"] == 2
+    assert [v for k, v in state["callbacks"].items() if k.startswith("ExportBest")] == [{"best": 1.0}]
+
+
+def test_a_run_that_is_not_on_a_terminal_logs_one_line_per_epoch(tmp_path, corpus_root):
+    """CI and ``| tee log``: no progress-bar frames (carriage returns), one line per epoch."""
+    path = _recipe(tmp_path, corpus_root, max_epochs=2, progress_bar=True)
+    result = _leanse("train", str(path), timeout=300)  # stdout / stderr are pipes, not a terminal
+    assert result.returncode == 0, result.stderr
+    assert "\r" not in result.stderr + result.stdout
+    lines = [line for line in result.stderr.splitlines() if line.startswith("epoch ")]
+    assert [line.split()[1] for line in lines] == ["1/2", "2/2"]
+    assert all("val_loss" in line and "train_loss" in line for line in lines)

@@ -178,6 +178,22 @@ def test_never_overwrites_its_input(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.wav"]
 
 
+def test_a_folder_is_enhanced_file_by_file_keeping_relative_paths(tmp_path):
+    """``leanse enhance DIR -o OUT``: every audio file below DIR, at the same relative path."""
+    corpus = tmp_path / "corpus"
+    (corpus / "speaker" / "chapter").mkdir(parents=True)
+    sf.write(corpus / "top.wav", speech_like(1.0, 16000), 16000)
+    sf.write(corpus / "speaker" / "chapter" / "deep.flac", speech_like(1.0, 16000, seed=1), 16000)
+    (corpus / "speaker" / "notes.txt").write_text("not audio, not an audio extension: skipped\n")
+    out = corpus / "enhanced"  # inside the input folder: its own outputs are never inputs
+    for _ in range(2):
+        reports = enhance_files([corpus], out, Identity())
+        assert len(reports) == 2
+    written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert written == ["speaker/chapter/deep.flac", "top.wav"]
+    np.testing.assert_allclose(sf.read(out / "top.wav")[0], sf.read(corpus / "top.wav")[0], atol=1e-6)
+
+
 def test_same_stem_fails_before_writing(tmp_path):
     (tmp_path / "x").mkdir()
     sf.write(tmp_path / "a.wav", speech_like(1.0, 16000), 16000)
@@ -209,7 +225,7 @@ def _bad_inputs(tmp_path: Path) -> dict[str, Path]:
     "kind, message",
     [
         ("missing", "no such file"),
-        ("folder", "is a directory"),
+        ("folder", "a folder with no audio files"),
         ("text", "cannot read as audio"),
         ("empty", "empty"),
         ("zeros", "silent"),

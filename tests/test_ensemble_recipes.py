@@ -366,3 +366,25 @@ def test_hard_gating_benchmark_runs(capsys):
     bench(["--preset", "tiny-sparse-ensemble", "--seconds", "1", "--repeats", "3"])
     out = capsys.readouterr().out
     assert "hard / (gate + specialist) =" in out and "soft / hard =" in out
+
+
+def test_a_validation_split_with_one_speaker_fails_before_the_siamese_trains(tmp_path, corpus_root):
+    """001's Siamese validation pairs need two validation speakers: say so before the first step,
+    not after an epoch of training."""
+    import shutil
+
+    corpus = tmp_path / "corpus"
+    shutil.copytree(corpus_root, corpus)
+    shutil.rmtree(corpus / "LibriSpeech" / "dev-clean" / "174")  # one validation speaker left
+    recipe = _recipe("speaker_moe", "tiny", corpus, tmp_path / "run", f"data.root={corpus}",
+                     f"data.noise_root={corpus}")
+    with pytest.raises(CorpusError, match=r"Siamese validation pairs need at least two validation speakers"):
+        train_recipe(recipe)
+    assert not _stage_folders(tmp_path / "run")
+
+
+def test_too_few_siamese_pairs_fail_before_training(tmp_path, corpus_root):
+    recipe = _recipe("speaker_moe", "tiny", corpus_root, tmp_path / "run", "stages.siamese.valid_pairs=1")
+    with pytest.raises(ConfigError, match=r"stages.siamese.valid_pairs"):
+        train_recipe(recipe)
+    assert not _stage_folders(tmp_path / "run")

@@ -35,16 +35,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from leanse.complexity import count_parameters
 from leanse.ensemble.gates import Gate, build_gate
 from leanse.errors import ConfigError
 from leanse.models.base import EnhancementModel, build_model, register_model, register_preset
 
 MODES = ("hard", "soft", "oracle")
-
-
-def count_parameters(module: nn.Module) -> int:
-    """``sum(p.numel() for p in module.parameters())`` -- the papers' convention."""
-    return sum(p.numel() for p in module.parameters())
 
 
 @register_model("sparse_ensemble")

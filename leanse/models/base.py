@@ -8,6 +8,7 @@ checkpoint stores beside the weights.
 
 from __future__ import annotations
 
+import importlib
 import inspect
 from typing import Any, Callable
 
@@ -20,6 +21,25 @@ from leanse.registry import build_registered
 MODEL_REGISTRY: dict[str, type["EnhancementModel"]] = {}
 #: Named presets: the architectures of the papers (``paper``) and small ones for tests (``tiny``).
 PRESETS: dict[str, dict[str, Any]] = {}
+
+#: Modules outside :mod:`leanse.models` that register models. They import ``leanse.models`` (the
+#: sparse ensemble is built from its specialists), so ``leanse.models`` must not import them while
+#: it is being imported; lookups import them on first use instead, as DeepFilterNet's
+#: ``df/model.py`` dispatches with ``import_module``. Dependencies point one way:
+#: ``leanse.ensemble`` -> ``leanse.models``.
+MODEL_PLUGINS = ("leanse.ensemble.sparse",)
+
+
+def load_model_plugins() -> None:
+    """Import every module of :data:`MODEL_PLUGINS`, so the registries hold every model."""
+    for name in MODEL_PLUGINS:
+        importlib.import_module(name)
+
+
+def model_presets() -> dict[str, dict[str, Any]]:
+    """Every registered preset, the ensembles' included: ``{name: config}``."""
+    load_model_plugins()
+    return PRESETS
 
 
 class EnhancementModel(nn.Module):
@@ -79,6 +99,7 @@ def build_model(config: dict[str, Any] | str) -> EnhancementModel:
     A dict may be ``{"preset": NAME, **overrides}`` or ``{"name": MODEL, **arguments}``. Unknown
     names and arguments raise :class:`ConfigError` naming the offending key.
     """
+    load_model_plugins()
     return build_registered(config, MODEL_REGISTRY, PRESETS, "model")
 
 

@@ -59,6 +59,18 @@ class BlocksError(ConfigError, ValueError):
     """``blocks`` outside ``1..num_blocks``: a user error (one-line CLI message), still a ValueError."""
 
 
+def check_blocks(blocks: int | None, num_blocks: int) -> int:
+    """The depth to run: ``None`` -> all ``num_blocks``; anything outside ``1..num_blocks`` ->
+    :class:`BlocksError` (every scalable model and ``--blocks`` check it here)."""
+    if blocks is None:
+        return num_blocks
+    if isinstance(blocks, bool) or not isinstance(blocks, int) or not 1 <= blocks <= num_blocks:
+        raise BlocksError(
+            f"this model has {num_blocks} blocks; --blocks must be between 1 and {num_blocks}, not {blocks!r}"
+        )
+    return blocks
+
+
 class Bottleneck(nn.Module):
     """Conv-TasNet's shared bottleneck: norm -> ``Conv1d(N, C, 1)`` (with bias)."""
 
@@ -198,17 +210,8 @@ class ResNetTasNetBase(EnhancementModel):
         return stream
 
     def check_blocks(self, blocks: int | None) -> int:
-        """``None`` -> all blocks; anything outside ``1..num_blocks`` -> ValueError."""
-        if blocks is None:
-            return self.num_blocks
-        if isinstance(blocks, bool) or not isinstance(blocks, int) or not (
-            1 <= blocks <= self.num_blocks
-        ):
-            raise BlocksError(
-                f"this model has {self.num_blocks} blocks; --blocks must be between 1 and "
-                f"{self.num_blocks}, not {blocks!r}"
-            )
-        return blocks
+        """``None`` -> all blocks; anything outside ``1..num_blocks`` -> :class:`BlocksError`."""
+        return check_blocks(blocks, self.num_blocks)
 
 
 @register_model("resnet_tasnet")
@@ -352,6 +355,65 @@ class BloomNet(ResNetTasNetBase):
         blocks = self.check_blocks(blocks)
         return SeparatorMasker(self.shared_bottleneck, list(self.separators[:blocks]),
                                self.maskers[blocks - 1], self.encoder, self.sample_rate)
+
+
+# ================================================================================================
+# The baselines of 003 as scalable models: forward(wav, blocks=l), as BLOOM-Net runs
+# ================================================================================================
+
+
+class Scalable(nn.Module):
+    """A waveform model whose ``forward(wav, blocks=l)`` runs its depth-``l`` profile."""
+
+    num_sources = 1
+
+    def __init__(self, num_blocks: int, sample_rate: int) -> None:
+        super().__init__()
+        self.num_blocks = num_blocks
+        self.sample_rate = sample_rate
+
+    def check_blocks(self, blocks: int | None) -> int:
+        return check_blocks(blocks, self.num_blocks)
+
+
+class SingleHeadAfter(Scalable):
+    """Baseline 1 Full at depth ``l``: blocks ``1..l`` then the model's one masker and decoder."""
+
+    def __init__(self, model: ResNetTasNet) -> None:
+        super().__init__(model.num_blocks, model.sample_rate)
+        self.model = model
+
+    def forward(self, wav: torch.Tensor, blocks: int | None = None) -> torch.Tensor:
+        """``[B, T]`` -> ``[B, T]``."""
+        blocks = self.check_blocks(blocks)
+        m = self.model
+        mix_rep = m.encoder(wav)  # [B, N, F]
+        masks = m.masker(m.separate(mix_rep, blocks))  # [B, 1, N, F]
+        return m.decoder(apply_masks(mix_rep, masks), wav.shape[-1])[:, 0]
+
+
+class OnePerDepth(Scalable):
+    """Baseline 1 Int.: depth ``l`` runs the ``l``-block model (L models side by side)."""
+
+    def __init__(self, models: list[ResNetTasNet]) -> None:
+        super().__init__(len(models), models[0].sample_rate)
+        self.models = nn.ModuleList(models)
+
+    def forward(self, wav: torch.Tensor, blocks: int | None = None) -> torch.Tensor:
+        return self.models[self.check_blocks(blocks) - 1](wav)
+
+
+class Cascade(Scalable):
+    """Baseline 2 (003 Fig. 2a): depth ``l`` runs one-block models ``1..l`` one after another."""
+
+    def __init__(self, models: list[ResNetTasNet]) -> None:
+        super().__init__(len(models), models[0].sample_rate)
+        self.models = nn.ModuleList(models)
+
+    def forward(self, wav: torch.Tensor, blocks: int | None = None) -> torch.Tensor:
+        for model in self.models[: self.check_blocks(blocks)]:
+            wav = model(wav)  # s_hat^(l) = F^(l)(s_hat^(l-1))
+        return wav
 
 
 def _bloom_presets() -> None:

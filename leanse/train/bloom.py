@@ -38,7 +38,7 @@ Choices the paper leaves open, and what we do:
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -48,40 +48,21 @@ from torch import nn
 from leanse.audio import save_audio
 from leanse.checkpoint import load_checkpoint, read_checkpoint_config, save_checkpoint
 from leanse.complexity import count_parameters, trace_cost
-from leanse.config import from_dict, to_dict
-from leanse.data.datamodule import Mixers, MixtureDataset, build_mixers, fixed_mixtures
+from leanse.data.datamodule import Mixers, build_mixers, fixed_mixtures
 from leanse.data.mixing import write_specs
 from leanse.enhance import enhance_waveform
 from leanse.errors import ConfigError
 from leanse.evaluate import EvaluationResult, evaluate_model
 from leanse.models import EnhancementModel, build_model
-from leanse.models.bloom import BloomNet, ResNetTasNet
-from leanse.models.tasnet import apply_masks
+from leanse.models.bloom import BloomNet, Cascade, OnePerDepth, ResNetTasNet, Scalable, SingleHeadAfter
 from leanse.report import DEMO_NOTE, markdown_table, spectrogram_figure, text_table
-from leanse.train.engine import BEST, EnhancementTask, TrainConfig, fit
-from leanse.train.engine import torch_threads
-from leanse.train.groupcomm import epochs_trained
+from leanse.train.engine import BEST, EnhancementTask, TrainConfig, torch_threads
 from leanse.train.recipe import Recipe, save_recipe
+from leanse.train.runner import epochs_trained, fit_mixtures, run_stage
 from leanse.train.single import RunResult
+from leanse.train.stages import BloomStages, recipe_stages, stage_train_config
 
 METHODS = ("Baseline 1 - Full", "Baseline 1 - Int.", "Baseline 2", "BLOOM", "BLOOM-FT")
-
-
-@dataclass
-class StageTrain:
-    train: dict[str, Any] = field(default_factory=dict)  # overrides of the recipe's train section
-
-
-@dataclass
-class BloomStages:
-    """A bloom recipe's ``stages:`` section: per-scheme training overrides."""
-
-    baseline1: StageTrain = field(default_factory=StageTrain)
-    baseline2: StageTrain = field(default_factory=StageTrain)
-    bloom: StageTrain = field(default_factory=StageTrain)
-    finetune: StageTrain = field(default_factory=StageTrain)
-    profile_seconds: float = 1.0  # 003 Table 2: MACs on 1-second inputs
-    threads: int | None = None  # torch threads while training / scoring (None: leave torch's default)
 
 
 # ================================================================================================
@@ -128,70 +109,6 @@ class CascadeStageTask(ExitTask):
 
 
 # ================================================================================================
-# Every method as a scalable model: forward(wav, blocks=l)
-# ================================================================================================
-
-
-class _Scalable(nn.Module):
-    """A waveform model whose ``forward(wav, blocks=l)`` runs its depth-``l`` profile."""
-
-    num_sources = 1
-
-    def __init__(self, num_blocks: int, sample_rate: int) -> None:
-        super().__init__()
-        self.num_blocks = num_blocks
-        self.sample_rate = sample_rate
-
-    def check_blocks(self, blocks: int | None) -> int:
-        if blocks is None:
-            return self.num_blocks
-        if isinstance(blocks, bool) or not isinstance(blocks, int) or not 1 <= blocks <= self.num_blocks:
-            raise ConfigError(f"this model has {self.num_blocks} blocks; --blocks must be between 1 and "
-                              f"{self.num_blocks}, not {blocks!r}")
-        return blocks
-
-
-class SingleHeadAfter(_Scalable):
-    """Baseline 1 Full at depth ``l``: blocks ``1..l`` then the model's one masker and decoder."""
-
-    def __init__(self, model: ResNetTasNet) -> None:
-        super().__init__(model.num_blocks, model.sample_rate)
-        self.model = model
-
-    def forward(self, wav: torch.Tensor, blocks: int | None = None) -> torch.Tensor:
-        """``[B, T]`` -> ``[B, T]``."""
-        blocks = self.check_blocks(blocks)
-        m = self.model
-        mix_rep = m.encoder(wav)  # [B, N, F]
-        masks = m.masker(m.separate(mix_rep, blocks))  # [B, 1, N, F]
-        return m.decoder(apply_masks(mix_rep, masks), wav.shape[-1])[:, 0]
-
-
-class OnePerDepth(_Scalable):
-    """Baseline 1 Int.: depth ``l`` runs the ``l``-block model (L models side by side)."""
-
-    def __init__(self, models: list[ResNetTasNet]) -> None:
-        super().__init__(len(models), models[0].sample_rate)
-        self.models = nn.ModuleList(models)
-
-    def forward(self, wav: torch.Tensor, blocks: int | None = None) -> torch.Tensor:
-        return self.models[self.check_blocks(blocks) - 1](wav)
-
-
-class Cascade(_Scalable):
-    """Baseline 2 (003 Fig. 2a): depth ``l`` runs one-block models ``1..l`` one after another."""
-
-    def __init__(self, models: list[ResNetTasNet]) -> None:
-        super().__init__(len(models), models[0].sample_rate)
-        self.models = nn.ModuleList(models)
-
-    def forward(self, wav: torch.Tensor, blocks: int | None = None) -> torch.Tensor:
-        for model in self.models[: self.check_blocks(blocks)]:
-            wav = model(wav)  # s_hat^(l) = F^(l)(s_hat^(l-1))
-        return wav
-
-
-# ================================================================================================
 # The recipe, top to bottom
 # ================================================================================================
 
@@ -209,9 +126,7 @@ class BloomRun:
 
 def train_bloom(recipe: Recipe) -> BloomRun:
     """Train Baseline 1 Int./Full, Baseline 2, BLOOM and BLOOM-FT (finished stages are kept)."""
-    stages = from_dict(BloomStages, recipe.stages, "stages")
-    for name in ("baseline1", "baseline2", "bloom", "finetune"):  # a typo fails now, not hours later
-        _stage_train(recipe.train, getattr(stages, name).train, f"stages.{name}.train")
+    stages = recipe_stages(recipe)  # every stage's train overrides are checked now, not hours later
     run_dir = recipe.run_dir
     save_recipe(recipe, run_dir / "recipe.yaml")
     bloom_config = bloom_model_config(recipe)
@@ -225,7 +140,7 @@ def _train_all(recipe: Recipe, stages: BloomStages, bloom_config: dict[str, Any]
     run_dir = recipe.run_dir
     depth = bloom_config["num_blocks"]
     # 1. Baseline 1 Int.: one end-to-end model per depth (l = L is Baseline 1 Full).
-    config = _stage_train(recipe.train, stages.baseline1.train, "stages.baseline1.train")
+    config = stage_train_config(recipe.train, stages.baseline1.train, "stages.baseline1.train")
     baseline1 = []
     for l in range(1, depth + 1):
         torch.manual_seed(recipe.train.seed)
@@ -234,7 +149,7 @@ def _train_all(recipe: Recipe, stages: BloomStages, bloom_config: dict[str, Any]
                               EnhancementTask(model, config), f"baseline1-l{l}"))
 
     # 2. Baseline 2: block 1 is the one-block model; block l learns to enhance s_hat^(l-1).
-    config = _stage_train(recipe.train, stages.baseline2.train, "stages.baseline2.train")
+    config = stage_train_config(recipe.train, stages.baseline2.train, "stages.baseline2.train")
     baseline2 = [baseline1[0]]
     for l in range(2, depth + 1):
         previous = Cascade([load_checkpoint(path) for path in baseline2])
@@ -244,7 +159,7 @@ def _train_all(recipe: Recipe, stages: BloomStages, bloom_config: dict[str, Any]
                               CascadeStageTask(model, config, previous), f"baseline2-block{l}"))
 
     # 3. BLOOM: stage 1 is the one-block model; stage l trains block l + exit l, the rest frozen.
-    config = _stage_train(recipe.train, stages.bloom.train, "stages.bloom.train")
+    config = stage_train_config(recipe.train, stages.bloom.train, "stages.bloom.train")
     bloom = [bloom_stage_one(bloom_config, baseline1[0], run_dir / "bloom" / "stage1", recipe.train.seed)]
     for l in range(2, depth + 1):
         model = load_checkpoint(bloom[-1]).train()  # checkpoints load in eval mode
@@ -253,7 +168,7 @@ def _train_all(recipe: Recipe, stages: BloomStages, bloom_config: dict[str, Any]
                           ExitTask(model, config, l, lambda trainable=trainable: trainable), f"bloom-stage{l}"))
 
     # 4. BLOOM-FT: everything fine-tuned on the sum of all exit losses.
-    config = _stage_train(recipe.train, stages.finetune.train, "stages.finetune.train")
+    config = stage_train_config(recipe.train, stages.finetune.train, "stages.finetune.train")
     model = load_checkpoint(bloom[-1]).train()
     bloom_ft = _fit(recipe, mixers, model, config, run_dir / "bloom_ft", AllExitsTask(model, config), "bloom-ft")
     return BloomRun(mixers, baseline1, baseline2, bloom, bloom_ft)
@@ -261,7 +176,7 @@ def _train_all(recipe: Recipe, stages: BloomStages, bloom_config: dict[str, Any]
 
 def run_bloom(recipe: Recipe) -> RunResult:
     """Train every method, score each at l = 1..L, count costs, write Tables 1 and 2."""
-    stages = from_dict(BloomStages, recipe.stages, "stages")
+    stages = recipe_stages(recipe)
     with torch_threads(stages.threads):
         return _run_bloom(recipe, stages)
 
@@ -305,22 +220,22 @@ def bloom_model_config(recipe: Recipe) -> dict[str, Any]:
 
 def bloom_stage_one(config: dict[str, Any], one_block: Path, folder: Path, seed: int) -> Path:
     """BLOOM stage 1 = the trained one-block model (encoder, bottleneck, block 1, exit 1)."""
-    if _finished(folder):
-        return folder / BEST
-    torch.manual_seed(seed)
-    bloom = build_model(config)
-    state = {key.replace("masker.", "maskers.0.", 1).replace("decoder.", "decoders.0.", 1): value
-             for key, value in load_checkpoint(one_block).state_dict().items()}
-    missing, unexpected = bloom.load_state_dict(state, strict=False)
-    if unexpected or any(k.startswith(("encoder.", "shared_bottleneck.", "separators.0.", "maskers.0.", "decoders.0."))
-                         for k in missing):
-        raise ConfigError(f"{one_block}: not a one-block model of this BLOOM-Net's sizes")
-    save_checkpoint(bloom, folder / BEST, {"stage": "bloom-stage1", "from": str(one_block)})
-    _mark_done(folder)
-    return folder / BEST
+
+    def train() -> None:
+        torch.manual_seed(seed)
+        bloom = build_model(config)
+        state = {key.replace("masker.", "maskers.0.", 1).replace("decoder.", "decoders.0.", 1): value
+                 for key, value in load_checkpoint(one_block).state_dict().items()}
+        missing, unexpected = bloom.load_state_dict(state, strict=False)
+        if unexpected or any(k.startswith(("encoder.", "shared_bottleneck.", "separators.0.", "maskers.0.",
+                                           "decoders.0.")) for k in missing):
+            raise ConfigError(f"{one_block}: not a one-block model of this BLOOM-Net's sizes")
+        save_checkpoint(bloom, folder / BEST, {"stage": "bloom-stage1", "from": str(one_block)})
+
+    return run_stage(folder, train)
 
 
-def scalable_methods(trained: BloomRun) -> dict[str, _Scalable | BloomNet]:
+def scalable_methods(trained: BloomRun) -> dict[str, Scalable | BloomNet]:
     """The five methods of Table 1, each answering ``forward(wav, blocks=l)``."""
     baseline1 = [load_checkpoint(path) for path in trained.baseline1]
     return {
@@ -465,29 +380,7 @@ def claims(table1: list[dict[str, Any]]) -> list[str]:
 def _fit(recipe: Recipe, mixers: Mixers, model: EnhancementModel, config: TrainConfig, folder: Path,
          task: EnhancementTask, stage: str) -> Path:
     """One stage on the engine; a finished stage (``best/`` + ``done``) is not trained again."""
-    if _finished(folder):
-        return folder / BEST
-    data = recipe.data
-    write_specs(folder / "valid_list.csv", mixers.valid_specs)
-    best = fit(model, MixtureDataset(mixers.train, size=data.examples_per_epoch, seed=data.seed),
-               MixtureDataset(mixers.valid, specs=mixers.valid_specs), config, folder,
-               batch_size=data.batch_size, num_workers=data.num_workers,
-               valid_batch_size=data.batch_size if data.eval_segment_seconds else 1,
-               meta={"recipe": recipe.name, "stage": stage}, task=task)
-    _mark_done(folder)
-    return best
-
-
-def _stage_train(base: TrainConfig, overrides: dict[str, Any], where: str) -> TrainConfig:
-    return from_dict(TrainConfig, {**to_dict(base), **overrides}, where)
-
-
-def _finished(folder: Path) -> bool:
-    return (folder / BEST).is_dir() and (folder / "done").is_file()
-
-
-def _mark_done(folder: Path) -> None:
-    (folder / "done").write_text(time.strftime("%Y-%m-%d %H:%M:%S\n"))
+    return run_stage(folder, lambda: fit_mixtures(recipe, model, mixers, config, folder, task, {"stage": stage}))
 
 
 def _slug(name: str) -> str:

@@ -20,6 +20,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
+import time
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -62,7 +64,7 @@ class TrainConfig:
     precision: str = "32-true"
     checkpoint_every_steps: int = 200  # resumable state is saved this often (and each epoch)
     log_every_n_steps: int = 10
-    progress_bar: bool = True
+    progress_bar: bool = True  # on a terminal; elsewhere (CI, a log file) one line per epoch
     seed: int = 0
     threads: int | None = None  # torch threads for training (None: torch's default)
     trace: bool = False  # write the mixture ids each rank saw (checks data-parallel sharding)
@@ -133,12 +135,23 @@ class EnhancementTask(L.LightningModule):
 
 
 class ExportBest(Callback):
-    """Writes the best model so far (lowest validation loss) as a leanse checkpoint."""
+    """Writes the best model so far (lowest validation loss) as a leanse checkpoint.
+
+    The best loss travels in Lightning's resumable state (``state_dict`` / ``load_state_dict``), so
+    a killed run that resumes into worse epochs keeps the good ``best/`` instead of overwriting it
+    with its first validation.
+    """
 
     def __init__(self, folder: Path, meta: dict[str, Any]) -> None:
         self.folder = folder
         self.meta = meta
         self.best = float("inf")
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.best = float(state_dict.get("best", float("inf")))
 
     def on_validation_end(self, trainer: L.Trainer, task: EnhancementTask) -> None:
         if trainer.sanity_checking:
@@ -151,6 +164,28 @@ class ExportBest(Callback):
             self.best = value
             meta = {**self.meta, "val_loss": value, "epoch": trainer.current_epoch, "step": trainer.global_step}
             save_checkpoint(task.model, self.folder, meta)
+
+
+class EpochLines(Callback):
+    """One line per epoch on stderr, for logs that are not a terminal (CI, ``| tee log``), where a
+    progress bar would write thousands of carriage-return frames."""
+
+    def on_train_start(self, trainer: L.Trainer, task: L.LightningModule) -> None:
+        self.started = time.monotonic()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, task: L.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
+        metrics = trainer.callback_metrics
+        values = [f"{name} {float(metrics[key]):.4f}" for name, key in
+                  (("train_loss", "train_loss_epoch"), ("val_loss", "val_loss")) if key in metrics]
+        print(f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}  step {trainer.global_step}  "
+              f"{'  '.join(values)}  {time.monotonic() - self.started:.0f} s", file=sys.stderr, flush=True)
+
+
+def show_progress_bar(config: "TrainConfig") -> bool:
+    """A bar only when asked for and stderr is a terminal; otherwise :class:`EpochLines`."""
+    return bool(config.progress_bar) and sys.stderr.isatty()
 
 
 def _loader(dataset: MixtureDataset, batch_size: int, workers: int, shuffle: bool) -> DataLoader:
@@ -202,8 +237,8 @@ def fit(
     ]
     if config.early_stop_patience:
         callbacks.append(EarlyStopping(monitor="val_loss", patience=config.early_stop_patience))
-    if config.progress_bar:
-        callbacks.append(TQDMProgressBar(refresh_rate=max(1, config.log_every_n_steps)))
+    bar = show_progress_bar(config)
+    callbacks.append(TQDMProgressBar(refresh_rate=max(1, config.log_every_n_steps)) if bar else EpochLines())
     trainer = L.Trainer(
         default_root_dir=run_dir,
         max_epochs=config.max_epochs,
@@ -219,7 +254,7 @@ def fit(
         callbacks=callbacks,
         logger=CSVLogger(run_dir, name="", version="logs"),
         log_every_n_steps=config.log_every_n_steps,
-        enable_progress_bar=config.progress_bar,
+        enable_progress_bar=bar,
         enable_model_summary=False,
         num_sanity_val_steps=0,
     )

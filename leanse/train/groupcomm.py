@@ -21,14 +21,13 @@ aid; every model here is trained the same way without it, so the comparison stay
 
 from __future__ import annotations
 
-import csv
 import itertools
 import json
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -36,66 +35,30 @@ import torch
 from leanse.audio import save_audio
 from leanse.checkpoint import load_checkpoint
 from leanse.complexity import count_macs, count_parameters
-from leanse.config import from_dict
 from leanse.data.two_talker import (
     SeparationMixture,
     TwoTalkerDataset,
     TwoTalkerMixers,
-    TwoTalkerOptions,
     build_two_talker_mixers,
     fixed_two_talker_mixtures,
     mixture_seconds,
     write_two_talker_specs,
 )
 from leanse.errors import ConfigError
-from leanse.losses import si_sdr, snr
+from leanse.losses import PIT_LOSSES
 from leanse.metrics import SI_SDR_CONVENTION
 from leanse.metrics import si_sdr as np_si_sdr
 from leanse.models import EnhancementModel, build_model
 from leanse.report import DEMO_NOTE, markdown_table, text_table
 from leanse.train.engine import BEST, EnhancementTask, TrainConfig, fit, torch_threads
 from leanse.train.recipe import Recipe, save_recipe
+from leanse.train.runner import epochs_trained, run_stage
 from leanse.train.single import RunResult
-
-#: PIT objectives: ``train.loss`` -> a per-pair metric to maximise (``[..., T] -> [...]``).
-PIT_METRICS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {"snr": snr, "si_sdr": si_sdr}
-
-
-@dataclass
-class GroupCommStages:
-    """A groupcomm recipe's ``stages:`` section."""
-
-    mixing: TwoTalkerOptions = field(default_factory=TwoTalkerOptions)
-    rows: list[dict[str, Any]] = field(default_factory=list)  # model configs besides the baseline
-    profile_seconds: float = 4.0  # 002 Table 2 counts MACs on 4-second inputs
-    threads: int | None = None  # torch threads while training / scoring (None: leave torch's default)
-
+from leanse.train.stages import GroupCommStages, recipe_stages
 
 # ================================================================================================
 # Permutation-invariant training and scoring
 # ================================================================================================
-
-
-def pairwise_scores(metric: Callable, estimates: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """``[B, S, T]`` x ``[B, S, T]`` -> ``[B, S_est, S_ref]``: the metric of every pairing."""
-    return metric(estimates.unsqueeze(2), targets.unsqueeze(1))
-
-
-def best_permutation(scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """For ``[B, S, S]`` pair scores, the permutation (estimate ``perm[j]`` -> reference ``j``)
-    with the highest mean score, per example: ``(mean score [B], permutation [B, S])``."""
-    num_sources = scores.shape[-1]
-    perms = torch.tensor(list(itertools.permutations(range(num_sources))), device=scores.device)  # [P, S]
-    refs = torch.arange(num_sources, device=scores.device)
-    totals = scores[:, perms, refs].mean(-1)  # [B, P]: scores[b, perm[p, j], j] averaged over j
-    best = totals.argmax(-1)  # [B]
-    return totals.gather(1, best[:, None])[:, 0], perms[best]
-
-
-def pit_loss(estimates: torch.Tensor, targets: torch.Tensor, metric: Callable) -> torch.Tensor:
-    """Utterance-level PIT: minus the metric of the best assignment, mean over sources and batch."""
-    best, _ = best_permutation(pairwise_scores(metric, estimates, targets))
-    return -best.mean()
 
 
 class SeparationTask(EnhancementTask):
@@ -103,13 +66,13 @@ class SeparationTask(EnhancementTask):
 
     def __init__(self, model: EnhancementModel, config: TrainConfig) -> None:
         super().__init__(model, config)
-        if config.loss not in PIT_METRICS:
-            raise ConfigError(f"train.loss: separation trains on {' or '.join(PIT_METRICS)}, not {config.loss!r}")
-        self.metric = PIT_METRICS[config.loss]
+        if config.loss not in PIT_LOSSES:
+            raise ConfigError(f"train.loss: separation trains on {' or '.join(PIT_LOSSES)}, not {config.loss!r}")
+        self.pit_loss = PIT_LOSSES[config.loss]
 
     def compute_loss(self, batch: dict[str, Any]) -> torch.Tensor:
         estimates = self.model(batch["noisy"])  # [B, S, T]
-        return pit_loss(estimates, batch["sources"], self.metric)
+        return self.pit_loss(estimates, batch["sources"])
 
     def on_train_epoch_start(self) -> None:
         dataset = getattr(self.trainer.train_dataloader, "dataset", None)
@@ -217,7 +180,7 @@ class Row:
 
 def train_groupcomm(recipe: Recipe) -> tuple[GroupCommStages, TwoTalkerMixers, list[Row]]:
     """Train the baseline and every GroupComm row (finished rows are not trained again)."""
-    stages = from_dict(GroupCommStages, recipe.stages, "stages")
+    stages = recipe_stages(recipe)
     run_dir = recipe.run_dir
     save_recipe(recipe, run_dir / "recipe.yaml")
     rows = plan_rows(recipe, stages)
@@ -232,7 +195,7 @@ def train_groupcomm(recipe: Recipe) -> tuple[GroupCommStages, TwoTalkerMixers, l
 
 def run_groupcomm(recipe: Recipe) -> RunResult:
     """Train, score, count and report: 002 Table 2 for the recipe's rows."""
-    stages = from_dict(GroupCommStages, recipe.stages, "stages")
+    stages = recipe_stages(recipe)
     with torch_threads(stages.threads):
         return _run_groupcomm(recipe)
 
@@ -266,8 +229,8 @@ def _run_groupcomm(recipe: Recipe) -> RunResult:
 
 def plan_rows(recipe: Recipe, stages: GroupCommStages) -> list[Row]:
     """The baseline (``model``) then ``stages.rows``; each must be a 2-source model at the data rate."""
-    if recipe.train.loss not in PIT_METRICS:
-        raise ConfigError(f"train.loss: separation trains on {' or '.join(PIT_METRICS)}, not {recipe.train.loss!r}")
+    if recipe.train.loss not in PIT_LOSSES:
+        raise ConfigError(f"train.loss: separation trains on {' or '.join(PIT_LOSSES)}, not {recipe.train.loss!r}")
     configs = [recipe.model, *stages.rows]
     rows = []
     for config in configs:
@@ -286,20 +249,20 @@ def plan_rows(recipe: Recipe, stages: GroupCommStages) -> list[Row]:
 
 def train_separator(recipe: Recipe, stages: GroupCommStages, mixers: TwoTalkerMixers, row: Row) -> Path:
     """One Table 2 row: PIT training on the engine (002 Sec. 3.3)."""
-    if (row.folder / BEST).is_dir() and (row.folder / "done").is_file():
-        return row.folder / BEST
-    torch.manual_seed(recipe.train.seed)
-    model = build_model(row.config)
-    data = recipe.data
-    train_seconds, _ = mixture_seconds(data)
-    train_set = TwoTalkerDataset(mixers.train, size=data.examples_per_epoch, seed=data.seed,
-                                 fixed=stages.mixing.fixed_train, seconds=train_seconds)
-    valid_set = TwoTalkerDataset(mixers.valid, specs=mixers.valid_specs)
-    best = fit(model, train_set, valid_set, recipe.train, row.folder, batch_size=data.batch_size,
-               num_workers=data.num_workers, valid_batch_size=data.batch_size,
-               meta={"recipe": recipe.name, "row": row.label}, task=SeparationTask(model, recipe.train))
-    (row.folder / "done").write_text(time.strftime("%Y-%m-%d %H:%M:%S\n"))
-    return best
+
+    def train() -> Path:
+        torch.manual_seed(recipe.train.seed)
+        model = build_model(row.config)
+        data = recipe.data
+        train_seconds, _ = mixture_seconds(data)
+        train_set = TwoTalkerDataset(mixers.train, size=data.examples_per_epoch, seed=data.seed,
+                                     fixed=stages.mixing.fixed_train, seconds=train_seconds)
+        valid_set = TwoTalkerDataset(mixers.valid, specs=mixers.valid_specs)
+        return fit(model, train_set, valid_set, recipe.train, row.folder, batch_size=data.batch_size,
+                   num_workers=data.num_workers, valid_batch_size=data.batch_size,
+                   meta={"recipe": recipe.name, "row": row.label}, task=SeparationTask(model, recipe.train))
+
+    return run_stage(row.folder, train)
 
 
 def architecture(model: torch.nn.Module) -> dict[str, Any]:
@@ -329,15 +292,6 @@ def write_example(model: torch.nn.Module, mixture: SeparationMixture, folder: Pa
 
 TABLE2_COLUMNS = ["model", "K", "M", "N", "Hi/Ho", "L", "SI-SDR", "SI-SDRi", "params", "size ratio", "MACs",
                   "MACs ratio", "epochs"]
-
-
-def epochs_trained(folder: Path) -> int:
-    """Validation epochs a stage ran (from its CSV log): shows when a time budget cut one short."""
-    log = folder / "logs" / "metrics.csv"
-    if not log.is_file():
-        return 0
-    with log.open() as handle:
-        return sum(1 for row in csv.DictReader(handle) if row.get("val_loss"))
 
 
 def write_groupcomm_report(recipe: Recipe, stages: GroupCommStages, table: list[dict[str, Any]],

@@ -8,19 +8,19 @@ minutes on two CPU cores. ``key=value`` overrides on the command line change any
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 
 from leanse.config import apply_overrides, from_dict, load_yaml, to_dict
-from leanse.data.datamodule import DataConfig, Mixers, MixtureDataset
-from leanse.data.mixing import write_specs
+from leanse.data.datamodule import DataConfig, Mixers
 from leanse.errors import ConfigError
 from leanse.models import build_model
-from leanse.train.engine import TrainConfig, fit
+from leanse.train.engine import TrainConfig
+from leanse.train.runner import fit_mixtures, run_stage
 
 
 @dataclass
@@ -61,31 +61,18 @@ def save_recipe(recipe: Recipe, path: Path) -> None:
 def train_model(recipe: Recipe, mixers: Mixers, run_dir: Path | None = None, model_config: dict | None = None) -> Path:
     """Train one model of the recipe on its data; returns the best checkpoint folder.
 
-    A stage whose ``best/`` checkpoint exists and whose state is complete is not trained again.
+    The weights are initialised from ``train.seed`` (the same seed, the same model). A stage whose
+    ``best/`` checkpoint exists and whose state is complete is not trained again.
     """
     run_dir = run_dir or recipe.run_dir
-    if (run_dir / "best").is_dir() and (run_dir / "done").is_file():
-        return run_dir / "best"
-    config = model_config or recipe.model
-    model = build_model(config)
-    if model.sample_rate != recipe.data.sample_rate:
-        raise ConfigError(
-            f"model runs at {model.sample_rate} Hz but data.sample_rate is {recipe.data.sample_rate}; make them equal"
-        )
-    data = recipe.data
-    train_set = MixtureDataset(mixers.train, size=data.examples_per_epoch, seed=data.seed)
-    valid_set = MixtureDataset(mixers.valid, specs=mixers.valid_specs)
-    write_specs(run_dir / "valid_list.csv", mixers.valid_specs)
-    best = fit(
-        model,
-        train_set,
-        valid_set,
-        recipe.train,
-        run_dir,
-        batch_size=data.batch_size,
-        num_workers=data.num_workers,
-        valid_batch_size=data.batch_size if data.eval_segment_seconds else 1,
-        meta={"recipe": recipe.name},
-    )
-    (run_dir / "done").write_text(time.strftime("%Y-%m-%d %H:%M:%S\n"))
-    return best
+
+    def train() -> Path:
+        torch.manual_seed(recipe.train.seed)
+        model = build_model(model_config or recipe.model)
+        if model.sample_rate != recipe.data.sample_rate:
+            raise ConfigError(
+                f"model runs at {model.sample_rate} Hz but data.sample_rate is {recipe.data.sample_rate}; make them equal"
+            )
+        return fit_mixtures(recipe, model, mixers, recipe.train, run_dir)
+
+    return run_stage(run_dir, train)
