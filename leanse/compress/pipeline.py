@@ -171,8 +171,8 @@ def _fine_tune(model: torch.nn.Module, pruner: Pruner | None, recipe: Any, mixer
                regularizer: RegularizerConfig | None) -> torch.nn.Module:
     """Train ``model`` for ``epochs`` with the masks re-applied after every step; returns the
     best model by validation loss (a new module)."""
-    from leanse.data.datamodule import MixtureDataset
-    from leanse.train.engine import EnhancementTask, fit
+    from leanse.train.engine import EnhancementTask
+    from leanse.train.runner import fit_mixtures
 
     class MaskedTask(EnhancementTask):
         def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
@@ -184,14 +184,8 @@ def _fine_tune(model: torch.nn.Module, pruner: Pruner | None, recipe: Any, mixer
     config = dataclasses.replace(recipe.train, max_epochs=epochs, max_minutes=minutes,
                                  regularizer=regularizer, early_stop_patience=None,
                                  progress_bar=False)
-    data = recipe.data
-    train_set = MixtureDataset(mixers.train, size=data.examples_per_epoch, seed=data.seed)
-    valid_set = MixtureDataset(mixers.valid, specs=mixers.valid_specs)
-    best = fit(model, train_set, valid_set, config, run_dir, batch_size=data.batch_size,
-               num_workers=data.num_workers,
-               valid_batch_size=data.batch_size if data.eval_segment_seconds else 1,
-               meta={"recipe": recipe.name, "stage": run_dir.name},
-               task=MaskedTask(model, config))
+    best = fit_mixtures(recipe, model, mixers, config, run_dir, task=MaskedTask(model, config),
+                        meta={"stage": run_dir.name})
     return load_checkpoint(best)
 
 
