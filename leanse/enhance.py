@@ -41,8 +41,8 @@ import soxr
 import torch
 
 from leanse.audio import SILENCE_PEAK, audio_info, iter_audio_blocks
-from leanse.errors import AudioError, ConfigError, LeanseError
-from leanse.models.base import check_source
+from leanse.errors import AudioError, ConfigError
+from leanse.models.base import check_source, run_enhancement
 
 #: Frames read from the input file per block (about 4 s at 16 kHz).
 BLOCK_FRAMES = 65536
@@ -331,22 +331,13 @@ def _model_forward(
     model: torch.nn.Module, source: int | None, forward_kwargs: dict[str, Any]
 ) -> Callable[[np.ndarray], np.ndarray]:
     """A ``[L] -> [L]`` numpy function running ``model`` (no grad), selecting ``source``."""
-    num_sources = check_source(model, source)
+    check_source(model, source)  # before any audio is read
     param = next(model.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
 
     def forward(chunk: np.ndarray) -> np.ndarray:
         wav = torch.from_numpy(np.ascontiguousarray(chunk, dtype=np.float32)).to(device)[None]  # [1, L]
-        with torch.no_grad():
-            out = model(wav, **forward_kwargs)  # [1, L] or [1, S, L]
-        if num_sources > 1:
-            out = out[:, source]
-        if out.shape != wav.shape:
-            raise LeanseError(
-                f"the model returned shape {tuple(out.shape)} for input {tuple(wav.shape)}; an"
-                " enhancement model must map [B, T] to [B, T]"
-            )
-        return out[0].float().cpu().numpy()
+        return run_enhancement(model, wav, source, **forward_kwargs)[0].float().cpu().numpy()  # [L]
 
     return forward
 

@@ -187,11 +187,11 @@ def evaluate_model(
     """
     import torch  # imported here, not at the top: the scoring workers never need it
 
-    from leanse.models.base import check_source
+    from leanse.models.base import check_source, run_enhancement
 
     if batch_size < 1 or workers < 0:
         raise LeanseError(f"need batch_size >= 1 and workers >= 0, got {batch_size} and {workers}")
-    num_sources = check_source(model, source)
+    check_source(model, source)  # a separation model without --source fails before any work
     rate = int(model.sample_rate)
     rows: list[dict[str, Any]] = []
     pending: deque[tuple[dict[str, Any], Future | dict]] = deque()
@@ -208,16 +208,7 @@ def evaluate_model(
             by_length.setdefault(len(mixture.noisy), []).append(mixture)
         for group in by_length.values():
             noisy = torch.from_numpy(np.stack([m.noisy for m in group]).astype(np.float32))  # [B, T]
-            with torch.no_grad():
-                out = model(noisy.to(device), **forward_kwargs)  # [B, T] or [B, S, T]
-            if num_sources > 1:
-                out = out[:, source]
-            if out.shape != noisy.shape:
-                raise LeanseError(
-                    f"the model returned shape {tuple(out.shape)} for input {tuple(noisy.shape)};"
-                    " an enhancement model must map [B, T] to [B, T]"
-                )
-            estimates = out.float().cpu().numpy()
+            estimates = run_enhancement(model, noisy.to(device), source, **forward_kwargs).float().cpu().numpy()
             for mixture, estimate in zip(group, estimates):
                 args = (estimate, mixture.clean, mixture.noisy, rate)
                 scores = pool.submit(score_pair, *args, dnsmos=dnsmos) if pool else score_pair(*args, dnsmos=dnsmos)

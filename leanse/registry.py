@@ -7,7 +7,9 @@ without importing the model package.
 from __future__ import annotations
 
 import inspect
-from typing import Any
+from typing import Any, Callable, TypeVar
+
+T = TypeVar("T", bound=type)
 
 from leanse.errors import ConfigError
 
@@ -43,3 +45,23 @@ def build_registered(
         return cls(**config)
     except (TypeError, ValueError) as err:
         raise ConfigError(f"{kind} {name!r}: {err}") from None
+
+
+def registering(registry: dict[str, type], name: str, kind: str) -> Callable[[T], T]:
+    """Class decorator: ``registry[name] = cls`` (and ``cls.registered_name = name``), once."""
+
+    def decorate(cls: T) -> T:
+        if name in registry:
+            raise ValueError(f"{kind} name {name!r} registered twice")
+        cls.registered_name = name
+        registry[name] = cls
+        return cls
+
+    return decorate
+
+
+def add_preset(presets: dict[str, dict[str, Any]], name: str, config: dict[str, Any], kind: str) -> None:
+    """``presets[name] = config``, once."""
+    if name in presets:
+        raise ValueError(f"{kind} preset {name!r} registered twice")
+    presets[name] = dict(config)

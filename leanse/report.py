@@ -24,6 +24,21 @@ DEMO_NOTE = (
 )
 
 
+def save_figure(fig: Any, path: Path, ax: Any = None, title: str = "") -> Path:
+    """Every report figure ends here: the optional title on ``ax``, a tight layout, a 110-dpi PNG."""
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def report_head(title: str, corpus: str) -> list[str]:
+    """The first lines of every run's ``report.md``: the title, and the demo-corpus note on demo data."""
+    return [f"# {title}", ""] + ([f"> {DEMO_NOTE}", ""] if corpus == "demo" else [])
+
+
 def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None) -> str:
     """Rows of dicts -> a GitHub markdown table; floats get 2-3 significant decimals."""
     if not rows:
@@ -79,10 +94,7 @@ def spectrogram_figure(signals: dict[str, np.ndarray], sample_rate: int, path: P
         ax.set_title(title, fontsize=9)
         ax.set_ylabel("Hz")
     axes[-1].set_xlabel("seconds")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def training_curve_figure(metrics_csv: Path, path: Path) -> Path | None:
@@ -107,7 +119,4 @@ def training_curve_figure(metrics_csv: Path, path: Path) -> Path | None:
     ax.set_ylabel("loss (negative SI-SDR, dB)")
     ax.legend()
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

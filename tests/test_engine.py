@@ -147,3 +147,15 @@ def test_a_run_that_is_not_on_a_terminal_logs_one_line_per_epoch(tmp_path, corpu
     lines = [line for line in result.stderr.splitlines() if line.startswith("epoch ")]
     assert [line.split()[1] for line in lines] == ["1/2", "2/2"]
     assert all("val_loss" in line and "train_loss" in line for line in lines)
+
+
+def test_the_same_seed_trains_the_same_model(tmp_path, corpus_root):
+    """train.seed seeds the weights' initialisation too (it used to seed only the training loop, so
+    two runs of one single-model recipe started from different weights)."""
+    weights = []
+    for run in ("a", "b"):
+        (tmp_path / run).mkdir()
+        recipe = load_recipe(_recipe(tmp_path / run, corpus_root, max_epochs=1, max_steps=2))
+        best = train_model(recipe, build_mixers(recipe.data))
+        weights.append((best / "model.safetensors").read_bytes())
+    assert weights[0] == weights[1]

@@ -26,7 +26,7 @@ from torch import nn
 
 from leanse.dsp import STFT
 from leanse.errors import ConfigError
-from leanse.registry import build_registered
+from leanse.registry import add_preset, build_registered, registering
 
 RNN_TYPES: dict[str, type[nn.RNNBase]] = {"lstm": nn.LSTM, "gru": nn.GRU}
 
@@ -124,21 +124,12 @@ def gate_bce_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 def register_gate(name: str) -> Callable[[type[UtteranceNet]], type[UtteranceNet]]:
     """Class decorator: make ``build_gate({"name": name, ...})`` construct this class."""
 
-    def decorate(cls: type[UtteranceNet]) -> type[UtteranceNet]:
-        if name in GATE_REGISTRY:
-            raise ValueError(f"gate name {name!r} registered twice")
-        cls.registered_name = name
-        GATE_REGISTRY[name] = cls
-        return cls
-
-    return decorate
+    return registering(GATE_REGISTRY, name, "gate")
 
 
 def register_gate_preset(name: str, config: dict[str, Any]) -> None:
     """Add a named gate architecture."""
-    if name in GATE_PRESETS:
-        raise ValueError(f"gate preset {name!r} registered twice")
-    GATE_PRESETS[name] = dict(config)
+    add_preset(GATE_PRESETS, name, config, "gate")
 
 
 def build_gate(config: dict[str, Any] | str) -> UtteranceNet:

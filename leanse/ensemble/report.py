@@ -20,6 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from leanse.errors import LeanseError  # noqa: E402
+from leanse.report import save_figure  # noqa: E402
 
 MARKERS = {"M": "o", "F": "^"}
 
@@ -99,12 +100,7 @@ def si_sdri_figure(table: Mapping[str, Mapping[str, float | None]], columns: Seq
     ax.axhline(0, color="black", linewidth=0.6)
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=7, ncol=min(len(table), 4), loc="upper center", bbox_to_anchor=(0.5, -0.1))
-    if title:
-        ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, ax, title)
 
 
 def gate_accuracy_figure(accuracies: Mapping[str, Mapping[str, Any]], path: Path, title: str = "") -> Path:
@@ -124,12 +120,7 @@ def gate_accuracy_figure(accuracies: Mapping[str, Mapping[str, Any]], path: Path
     ax.set_ylim(0, 105)
     ax.set_ylabel("gate accuracy (%)")
     ax.legend(fontsize=7)
-    if title:
-        ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, ax, title)
 
 
 def size_sweep_figure(curves: Mapping[str, Sequence[tuple[float, float | None, str]]], path: Path,
@@ -154,12 +145,7 @@ def size_sweep_figure(curves: Mapping[str, Sequence[tuple[float, float | None, s
     ax.set_ylabel("SI-SDRi (dB)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    if title:
-        ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, ax, title)
 
 
 def tsne_points(means: np.ndarray, perplexity: float = 40.0, seed: int = 0) -> tuple[np.ndarray, float]:
@@ -202,7 +188,4 @@ def tsne_figure(panels: Sequence[Mapping[str, Any]], genders: Sequence[str | Non
         ax.set_xticks([])
         ax.set_yticks([])
     axes[0].legend(fontsize=6, loc="best")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

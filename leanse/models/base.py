@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from leanse.errors import LeanseError
-from leanse.registry import build_registered
+from leanse.registry import add_preset, build_registered, registering
 
 MODEL_REGISTRY: dict[str, type["EnhancementModel"]] = {}
 #: Named presets: the architectures of the papers (``paper``) and small ones for tests (``tiny``).
@@ -76,21 +76,12 @@ class EnhancementModel(nn.Module):
 def register_model(name: str) -> Callable[[type[EnhancementModel]], type[EnhancementModel]]:
     """Class decorator: make ``build_model({"name": name, ...})`` construct this class."""
 
-    def decorate(cls: type[EnhancementModel]) -> type[EnhancementModel]:
-        if name in MODEL_REGISTRY:
-            raise ValueError(f"model name {name!r} registered twice")
-        cls.registered_name = name
-        MODEL_REGISTRY[name] = cls
-        return cls
-
-    return decorate
+    return registering(MODEL_REGISTRY, name, "model")
 
 
 def register_preset(name: str, config: dict[str, Any]) -> None:
     """Add a named architecture (``leanse profile NAME``, ``model: {preset: NAME}`` in recipes)."""
-    if name in PRESETS:
-        raise ValueError(f"preset {name!r} registered twice")
-    PRESETS[name] = dict(config)
+    add_preset(PRESETS, name, config, "model")
 
 
 def build_model(config: dict[str, Any] | str) -> EnhancementModel:
@@ -120,3 +111,23 @@ def check_source(model: torch.nn.Module, source: int | None) -> int:
             raise LeanseError(f"--source {source} is out of range: the model has {num_sources} outputs"
                               f" (0..{num_sources - 1})")
     return num_sources
+
+
+def run_enhancement(model: torch.nn.Module, wav: torch.Tensor, source: int | None = None,
+                    **forward_kwargs: Any) -> torch.Tensor:
+    """``model(wav)`` without gradients as an enhancer: ``[B, T]`` -> ``[B, T]``, keeping output
+    ``source`` of a separation model (``[B, S, T]``); any other output shape is refused.
+
+    The one place ``leanse enhance`` and ``leanse evaluate`` run a model on audio.
+    """
+    num_sources = check_source(model, source)
+    with torch.no_grad():
+        out = model(wav, **forward_kwargs)  # [B, T] or [B, S, T]
+    if num_sources > 1:
+        out = out[:, source]  # [B, T]
+    if out.shape != wav.shape:
+        raise LeanseError(
+            f"the model returned shape {tuple(out.shape)} for input {tuple(wav.shape)}; an"
+            " enhancement model must map [B, T] to [B, T]"
+        )
+    return out

@@ -55,7 +55,7 @@ from leanse.errors import ConfigError
 from leanse.evaluate import EvaluationResult, evaluate_model
 from leanse.models import EnhancementModel, build_model
 from leanse.models.bloom import BloomNet, Cascade, OnePerDepth, ResNetTasNet, Scalable, SingleHeadAfter
-from leanse.report import DEMO_NOTE, markdown_table, spectrogram_figure, text_table
+from leanse.report import markdown_table, report_head, spectrogram_figure, text_table
 from leanse.train.engine import BEST, EnhancementTask, TrainConfig, torch_threads
 from leanse.train.recipe import Recipe, save_recipe
 from leanse.train.runner import epochs_trained, fit_mixtures, run_stage
@@ -308,9 +308,7 @@ def write_bloom_report(recipe: Recipe, table1: list[dict], table2: list[dict],
     data = recipe.data
     depth = len(table1[0]) - 1
     any_result = results["BLOOM"][depth]
-    lines = [f"# {recipe.name}: BLOOM-Net and its baselines (paper 003, Tables 1 and 2)", ""]
-    if data.corpus == "demo":
-        lines += [f"> {DEMO_NOTE}", ""]
+    lines = report_head(f"{recipe.name}: BLOOM-Net and its baselines (paper 003, Tables 1 and 2)", data.corpus)
     lines += [
         f"Test: {files} fixed mixtures (`test_list.csv`) at {data.sample_rate} Hz, "
         f"{data.eval_segment_seconds or 'whole-utterance'} s, SNR {data.snr_range or data.snrs} dB, "

@@ -49,7 +49,7 @@ from leanse.losses import PIT_LOSSES
 from leanse.metrics import SI_SDR_CONVENTION
 from leanse.metrics import si_sdr as np_si_sdr
 from leanse.models import EnhancementModel, build_model
-from leanse.report import DEMO_NOTE, markdown_table, text_table
+from leanse.report import markdown_table, report_head, text_table
 from leanse.train.engine import BEST, EnhancementTask, TrainConfig, fit, torch_threads
 from leanse.train.recipe import Recipe, save_recipe
 from leanse.train.runner import epochs_trained, run_stage
@@ -297,9 +297,7 @@ TABLE2_COLUMNS = ["model", "K", "M", "N", "Hi/Ho", "L", "SI-SDR", "SI-SDRi", "pa
 def write_groupcomm_report(recipe: Recipe, stages: GroupCommStages, table: list[dict[str, Any]],
                            results: dict[str, SeparationResult], files: int, seconds: float) -> Path:
     data, mixing = recipe.data, stages.mixing
-    lines = [f"# {recipe.name}: GroupComm-DPRNN-TasNet vs DPRNN-TasNet (paper 002, Table 2)", ""]
-    if data.corpus == "demo":
-        lines += [f"> {DEMO_NOTE}", ""]
+    lines = report_head(f"{recipe.name}: GroupComm-DPRNN-TasNet vs DPRNN-TasNet (paper 002, Table 2)", data.corpus)
     lines += [
         f"Test: {files} fixed {mixture_seconds(data)[1]:g}-s two-talker mixtures at {data.sample_rate} Hz "
         f"(`test_list.csv`): overlap {mixing.overlap[0]:.0%}-{mixing.overlap[1]:.0%}, relative level "

@@ -19,7 +19,7 @@ from leanse.data.datamodule import build_mixers, fixed_mixtures
 from leanse.data.mixing import write_specs
 from leanse.enhance import enhance_waveform
 from leanse.evaluate import evaluate_model
-from leanse.report import DEMO_NOTE, markdown_table, spectrogram_figure, text_table, training_curve_figure
+from leanse.report import markdown_table, report_head, spectrogram_figure, text_table, training_curve_figure
 from leanse.train.recipe import Recipe, save_recipe, train_model
 
 SUMMARY_COLUMNS = ["model", "params", "MACs/s", "RTF", "SI-SDRi", "PESQ", "STOI", "ESTOI"]
@@ -76,9 +76,7 @@ def run_single(recipe: Recipe) -> RunResult:
 
 def write_single_report(recipe: Recipe, rows, result, profile, figure, curve, seconds: float) -> Path:
     """The run's markdown report: the score table, scores by SNR, cost, figures."""
-    lines = [f"# {recipe.name}", ""]
-    if recipe.data.corpus == "demo":
-        lines += [f"> {DEMO_NOTE}", ""]
+    lines = report_head(recipe.name, recipe.data.corpus)
     lines += [
         f"Scored on the fixed test list ({result.count} mixtures, `test_list.csv`); SI-SDR is zero-mean "
         f"(Le Roux et al. 2019); PESQ {'wide' if recipe.data.sample_rate == 16000 else 'narrow'}band "

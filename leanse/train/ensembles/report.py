@@ -21,7 +21,7 @@ from leanse.ensemble.report import (
     tsne_figure,
     tsne_points,
 )
-from leanse.report import DEMO_NOTE, markdown_table, spectrogram_figure
+from leanse.report import markdown_table, report_head, spectrogram_figure
 from leanse.train.ensembles.partition import Partitioning
 from leanse.train.ensembles.scoring import SizeScores, claims, si_sdri_columns, snr_columns
 from leanse.train.ensembles.steps import Trained, speaker_means_table, write_json
@@ -37,9 +37,7 @@ def write_report(recipe: Recipe, trained: Trained, sections: dict[str, list[Size
     extra = "gender" if recipe.kind == "smole_gender" else None
     columns = ["all", *snr_columns(data.snrs)] + (list(GENDER_CLASSES) if extra else [])
     n_test = len(trained.mixers.test_specs)
-    lines = [f"# {recipe.name} ({recipe.kind})", ""]
-    if data.corpus == "demo":
-        lines += [f"> {DEMO_NOTE}", ""]
+    lines = report_head(f"{recipe.name} ({recipe.kind})", data.corpus)
     lines += [
         f"Every model is scored on the same fixed test list ({n_test} mixtures of unseen speakers and noises, "
         f"`test_list.csv`), {data.sample_rate} Hz. SI-SDR is zero-mean (Le Roux et al. 2019); SI-SDRi is "
