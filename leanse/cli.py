@@ -8,6 +8,7 @@
     leanse profile MODEL --seconds S      parameters, MACs, bytes, real-time factor
     leanse enhance IN.wav|DIR ... -o OUT --model CHECKPOINT   (or a bundled name: leanse-base)
     leanse models                         list the bundled pretrained models
+    leanse export CHECKPOINT -o model.onnx [--stream] [--int8]   ONNX export, checked in onnxruntime
     leanse compress CHECKPOINT --pipeline c1|c2 --data RECIPE [-o OUT]   004's compression
 
 A mistake in the input (bad audio, a recipe typo, a foreign checkpoint) prints one line that says
@@ -118,7 +119,28 @@ def build_parser() -> argparse.ArgumentParser:
     enhance.add_argument("--source", type=int, default=None, help="separation models: which output")
     enhance.add_argument("--chunk-seconds", type=float, default=10.0,
                          help="model input length; memory grows with it, not with the file (default 10 s)")
+    enhance.add_argument("--stream", action="store_true",
+                         help="run the model hop by hop with its state (causal models only): no chunk"
+                              " borders, the output equals the offline output of the whole file")
+    enhance.add_argument("--engine", choices=["torch", "onnx"], default="torch",
+                         help="onnx: --model is a file written by leanse export (with --stream: its"
+                              " step graph)")
     enhance.set_defaults(handler=cmd_enhance)
+
+    export = commands.add_parser("export", help="export a checkpoint to ONNX and check it in onnxruntime")
+    export.add_argument("checkpoint", type=Path, help="a checkpoint folder or a bundled model name")
+    export.add_argument("-o", "--output", required=True, type=Path, help="the .onnx file to write"
+                        " (a .json with hop, latency and state names is written beside it)")
+    export.add_argument("--stream", action="store_true",
+                        help="export the streaming step graph (state tensors as inputs and outputs)")
+    export.add_argument("--int8", action="store_true",
+                        help="onnxruntime dynamic int8 quantization of MatMul/LSTM weights")
+    export.add_argument("--data", type=Path, default=None,
+                        help="with --int8: a recipe or corpus folder whose fixed test list scores"
+                             " fp32 against int8 (SI-SDR, PESQ)")
+    export.add_argument("--list", type=Path, default=None, help="a stored test list (test_list.csv)")
+    export.add_argument("--test-size", type=int, default=None, help="score only the first N mixtures")
+    export.set_defaults(handler=cmd_export)
 
     from leanse.compress.cli import add_compress_parser
 
@@ -254,13 +276,48 @@ def cmd_profile(args: argparse.Namespace) -> int:
 def cmd_enhance(args: argparse.Namespace) -> int:
     from leanse.checkpoint import load_checkpoint
     from leanse.enhance import enhance_files
+    from leanse.streaming import engine_for_enhance
 
-    model = load_checkpoint(args.model)
-    kwargs = _blocks_argument(model, args.blocks)
+    if args.engine == "onnx" or args.stream:
+        model, streamer_factory = engine_for_enhance(args.model, args.engine, args.stream, args.blocks)
+        kwargs = {}
+    else:
+        model, streamer_factory = load_checkpoint(args.model), None
+        kwargs = _blocks_argument(model, args.blocks)
     reports = enhance_files(args.inputs, args.out_dir, model, chunk_seconds=args.chunk_seconds,
-                            source=args.source, **kwargs)
+                            source=args.source, streamer_factory=streamer_factory, **kwargs)
     for report in reports:
         print(report)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from leanse.checkpoint import load_checkpoint
+    from leanse.errors import ConfigError
+    from leanse.export import export_onnx, sidecar_path, fixed_test_mixtures
+
+    model = load_checkpoint(args.checkpoint)
+    if args.data is not None and not args.int8:
+        raise ConfigError("--data scores int8 against fp32: add --int8 (or drop --data)")
+    mixtures = (fixed_test_mixtures(args.data, model.sample_rate, args.list, args.test_size)
+                if args.data is not None else None)
+    sidecar = export_onnx(model, args.output, stream=args.stream, int8=args.int8,
+                          meta={"checkpoint": str(args.checkpoint)}, quality_mixtures=mixtures)
+    parity = sidecar["parity"]
+    print(f"wrote {args.output} ({sidecar['onnx_bytes']:,} bytes, {sidecar['graph']} graph"
+          f"{', int8' if args.int8 else ''}) and {sidecar_path(args.output)}")
+    print(f"checked in onnxruntime: {parity['checked']}: max |error| {parity['max_abs_error']:.2e}")
+    quality = sidecar.get("int8_quality")
+    if quality:
+        def fmt(value):
+            return "n/a" if value is None else f"{value:+.3f}"
+        print(f"int8 vs fp32 on {quality['mixtures']} test mixtures: SI-SDR"
+              f" {quality['si_sdr_fp32']:.2f} -> {quality['si_sdr_int8']:.2f} dB"
+              f" ({fmt(quality['si_sdr_change'])}), PESQ change {fmt(quality['pesq_change'])}")
+    if sidecar.get("stream"):
+        info = sidecar["stream"]
+        print(f"hop {info['hop']} samples, latency {info['latency_samples']} samples"
+              f" ({1000 * info['latency_samples'] / info['sample_rate']:.1f} ms) at {info['sample_rate']} Hz")
     return 0
 
 

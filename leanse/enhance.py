@@ -87,6 +87,7 @@ def enhance_files(
     chunk_seconds: float = 10.0,
     overlap_seconds: float = 0.5,
     source: int | None = None,
+    streamer_factory: Callable[[], Any] | None = None,
     **forward_kwargs: Any,
 ) -> list[EnhanceReport]:
     """Enhance audio files into ``out_dir``, streaming each one (bounded memory, any length).
@@ -107,6 +108,9 @@ def enhance_files(
         overlap_seconds: cross-faded overlap between consecutive chunks.
         source: the output to keep for a separation model (``num_sources > 1``).
         forward_kwargs: passed to ``model(wav, **forward_kwargs)`` (e.g. ``blocks=3``).
+        streamer_factory: ``enhance --stream``: a new :class:`leanse.streaming.Streamer` per file
+            replaces the chunker, so the model keeps its state over the whole file (no chunk
+            borders); the output is the offline output of the whole file.
     """
     out_dir = Path(out_dir)
     forward = _model_forward(model, source, forward_kwargs)
@@ -136,6 +140,7 @@ def enhance_files(
                         _read_blocks(path), info.samplerate, info.frames, forward, model_rate,
                         chunk_seconds, overlap_seconds, sink.write, str(path),
                         clip=subtype.startswith("PCM"),
+                        runner=_StreamRunner(streamer_factory()) if streamer_factory else None,
                     )
                 os.replace(tmp, output)
             except BaseException:
@@ -238,6 +243,21 @@ class _OverlapAdd:
         return y
 
 
+class _StreamRunner:
+    """The chunker's ``push`` / ``flush`` over a :class:`leanse.streaming.Streamer`."""
+
+    def __init__(self, streamer: Any) -> None:
+        self.streamer = streamer
+
+    def push(self, x: np.ndarray) -> np.ndarray:
+        return self.streamer.feed(np.ascontiguousarray(x, dtype=np.float32))
+
+    def flush(self) -> np.ndarray:
+        if not self.streamer.received:
+            return np.zeros(0, np.float32)
+        return np.asarray(self.streamer.flush(), dtype=np.float32)
+
+
 class _Resampler:
     """Streaming soxr resampler (identity when the rates match)."""
 
@@ -263,6 +283,7 @@ def _stream(
     sink: Callable[[np.ndarray], Any],
     where: str,
     clip: bool = False,
+    runner: Any = None,
 ) -> int:
     """Push ``[C, n]`` blocks through the pipeline into ``sink``; exactly ``total`` frames out.
 
@@ -270,7 +291,8 @@ def _stream(
     """
     chunk, overlap = _chunk_sizes(chunk_seconds, overlap_seconds, model_rate)
     to_model, from_model = _Resampler(rate, model_rate), _Resampler(model_rate, rate)
-    runner = _OverlapAdd(forward, chunk, overlap, int(MIN_CHUNK_SECONDS * model_rate))
+    if runner is None:
+        runner = _OverlapAdd(forward, chunk, overlap, int(MIN_CHUNK_SECONDS * model_rate))
     written = peak = clipped = 0
     read = 0
 
@@ -332,7 +354,7 @@ def _model_forward(
 ) -> Callable[[np.ndarray], np.ndarray]:
     """A ``[L] -> [L]`` numpy function running ``model`` (no grad), selecting ``source``."""
     check_source(model, source)  # before any audio is read
-    param = next(model.parameters(), None)
+    param = next(model.parameters(), None) if isinstance(model, torch.nn.Module) else None
     device = param.device if param is not None else torch.device("cpu")
 
     def forward(chunk: np.ndarray) -> np.ndarray:
@@ -345,6 +367,9 @@ def _model_forward(
 @contextmanager
 def _eval_mode(model: torch.nn.Module) -> Iterator[None]:
     """Put ``model`` in eval mode and restore its previous mode afterwards."""
+    if not isinstance(model, torch.nn.Module):  # an onnxruntime engine has no modes
+        yield
+        return
     was_training = model.training
     model.eval()
     try:

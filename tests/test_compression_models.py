@@ -154,3 +154,9 @@ def test_tcnn_on_its_own_framing_keeps_the_length():
     with torch.no_grad():
         out = model(torch.randn(1, 16_000))
     assert out.shape == (1, 16_000) and torch.isfinite(out).all()
+
+
+def test_tcnn_on_its_own_framing_says_it_does_not_stream():
+    assert build_model("tiny-tcnn").streamable
+    unpadded = build_model({"preset": "tiny-tcnn", "framing_pad": 0})
+    assert not unpadded.streamable and "framing_pad" in unpadded.not_streamable_reason()

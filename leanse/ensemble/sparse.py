@@ -37,6 +37,7 @@ from torch import nn
 
 from leanse.complexity import count_parameters
 from leanse.ensemble.gates import Gate, build_gate
+from leanse.ensemble.streaming import EnsembleStreamingMixin
 from leanse.errors import ConfigError
 from leanse.models.base import EnhancementModel, build_model, register_model, register_preset
 
@@ -44,7 +45,7 @@ MODES = ("hard", "soft", "oracle")
 
 
 @register_model("sparse_ensemble")
-class SparseEnsemble(EnhancementModel):
+class SparseEnsemble(EnsembleStreamingMixin, EnhancementModel):
     """A gate and ``K`` specialists; waveform ``[B, T]`` in, estimate ``[B, T]`` out.
 
     Args:
@@ -61,6 +62,9 @@ class SparseEnsemble(EnhancementModel):
     The gate reads the *last* frame of each row of the ``[B, T]`` batch, so zero-padding a short
     utterance to the batch length changes what its gate sees: enhance variable-length utterances
     one at a time (``B = 1``) or in batches of equal length.
+
+    Streaming (:mod:`leanse.ensemble.streaming`): the gate re-decides every block of frames and
+    only the chosen specialist runs; a newly chosen specialist starts from its initial state.
 
     After each forward, :attr:`last_routing` holds the chosen specialist per utterance (``[B]``
     long; in soft mode the argmax of ``p``) and :attr:`last_probabilities` the ``[B, K]`` weights

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from leanse.errors import LeanseError
+from leanse.models.streaming import StreamingMixin
 from leanse.registry import add_preset, build_registered, registering
 
 MODEL_REGISTRY: dict[str, type["EnhancementModel"]] = {}
@@ -42,11 +43,14 @@ def model_presets() -> dict[str, dict[str, Any]]:
     return PRESETS
 
 
-class EnhancementModel(nn.Module):
+class EnhancementModel(StreamingMixin, nn.Module):
     """Base class: waveform in, waveform out, rebuildable from :attr:`config`.
 
     Subclasses call ``super().__init__(sample_rate)`` and keep their constructor arguments JSON
     serialisable; :attr:`config` is derived from the constructor's signature.
+
+    Streaming (:mod:`leanse.models.streaming`): ``init_state`` / ``step`` / ``streamable``; a
+    model that cannot stream says why in :meth:`not_streamable_reason`.
     """
 
     #: Number of output sources: 1 for enhancement, S for separation.

@@ -46,6 +46,7 @@ from torch import nn
 
 from leanse.errors import ConfigError
 from leanse.models.base import EnhancementModel, register_model, register_preset
+from leanse.models.streaming import State, StateSpec
 from leanse.models.tasnet import (
     LearnedDecoder,
     LearnedEncoder,
@@ -83,6 +84,13 @@ class Bottleneck(nn.Module):
         """``[B, N, F]`` -> ``[B, C, F]``: ``zbar^(0)``."""
         return self.conv(self.norm(mix_rep))
 
+    def state_specs(self, batch: int) -> list[StateSpec]:
+        return self.norm.state_specs("bottleneck_norm", batch)
+
+    def step(self, rep: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        normed, state = self.norm.step(rep, state)
+        return self.conv(normed), state
+
 
 class SeparatorBlock(nn.Module):
     """``Sep^(l)``: Conv-TasNet's 1-D conv block without dilation and skip output (003 Sec. 3.2).
@@ -113,6 +121,22 @@ class SeparatorBlock(nn.Module):
         y = self.depthwise(nn.functional.pad(y, self.padding))  # [B, H, F]
         y = self.depthwise_norm(self.depthwise_prelu(y))
         return self.out_conv(y)  # [B, C, F]
+
+    def state_specs(self, prefix: str, batch: int) -> list[StateSpec]:
+        hidden, width = self.depthwise.in_channels, self.depthwise.kernel_size[0] - 1
+        return (self.in_norm.state_specs(f"{prefix}_in_norm", batch)
+                + [StateSpec(f"{prefix}_depthwise_cache", (batch, hidden, width))]
+                + self.depthwise_norm.state_specs(f"{prefix}_depthwise_norm", batch))
+
+    def step(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        """``n`` frames ``[B, C, n]`` (causal blocks): cLN sums and the depthwise conv's last
+        ``kernel - 1`` inputs carried in ``state``."""
+        y, in_norm = self.in_norm.step(self.in_prelu(self.in_conv(x)), state[0:3])
+        window = torch.cat([state[3], y], dim=2)  # [B, H, kernel]
+        y, depthwise_norm = self.depthwise_norm.step(self.depthwise_prelu(self.depthwise(window)),
+                                                     state[4:7])
+        cache = window[:, :, window.shape[2] - state[3].shape[2] :]  # the last kernel - 1 inputs
+        return self.out_conv(y), (*in_norm, cache, *depthwise_norm)
 
 
 class SeparatorMasker(nn.Module):
@@ -196,6 +220,75 @@ class ResNetTasNetBase(EnhancementModel):
             for _ in range(num_blocks)
         )
 
+    # -- streaming (causal models): one encoder frame per step ------------------------------
+
+    #: the exit a stream runs (BLOOM-Net: chosen when the stream starts, see :meth:`streamer`)
+    stream_exit: int | None = None
+    #: encoder frames per step: 1 gives the lowest latency (a hop of one stride, 0.5 ms at 003's
+    #: settings) but a step's fixed cost is paid 2000 times a second; more frames per hop amortise it
+    stream_frames: int = 1
+
+    def not_streamable_reason(self) -> str | None:
+        if not self.causal:
+            return (f"{self.registered_name} with causal=False is not causal (centred depthwise"
+                    " convolutions and global layer norms look ahead), so it cannot stream; train"
+                    " it with causal: true")
+        if self.kernel_size != 2 * self.stride:
+            return f"streaming needs kernel_size == 2 * stride, not {self.kernel_size}/{self.stride}"
+        return None
+
+    @property
+    def hop(self) -> int:
+        return self.stride * self.stream_frames
+
+    @property
+    def latency_samples(self) -> int:
+        return self.kernel_size - self.stride
+
+    @property
+    def lookahead(self) -> int:
+        return self.kernel_size - self.stride
+
+    def _stream_blocks(self) -> int:
+        return self.check_blocks(self.stream_exit)
+
+    def state_specs(self, batch: int = 1) -> list[StateSpec]:
+        self._require_streamable()
+        width = self.kernel_size - self.stride
+        specs = [StateSpec("encoder_buffer", (batch, width))]
+        specs += self.shared_bottleneck.state_specs(batch)
+        for index in range(self._stream_blocks()):
+            specs += self.separators[index].state_specs(f"block{index + 1}", batch)
+        return specs + [StateSpec("decoder_ola", (batch, width))]
+
+    def _step(self, x_hop: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        blocks = self._stream_blocks()
+        rep, encoder_buffer = self.encoder.step(x_hop, state[0])  # [B, N, 1]
+        stream, bottleneck = self.shared_bottleneck.step(rep, state[1:4])
+        new_state: list[torch.Tensor] = [encoder_buffer, *bottleneck]
+        for index in range(blocks):
+            block_state = state[4 + 7 * index : 11 + 7 * index]
+            residual, block_state = self.separators[index].step(stream, block_state)
+            stream = stream + residual  # 003 eq. (1)
+            new_state.extend(block_state)
+        masker, decoder = self._stream_head(blocks)
+        masked = apply_masks(rep, masker(stream))[:, 0]  # [B, N, 1]
+        y_hop, ola = decoder.step(masked, state[-1])
+        new_state.append(ola)
+        return y_hop, tuple(new_state)
+
+    def streamer(self, batch: int = 1, blocks: int | None = None, frames_per_hop: int | None = None):
+        """A streamer running exit ``blocks`` (BLOOM-Net; default: the last) for its whole
+        stream: blocks after it keep no state and cost nothing. A different exit needs a new
+        stream, because the skipped blocks' norms and caches did not see the past frames.
+        ``frames_per_hop`` encoder frames per step (hop = that many strides)."""
+        self.stream_exit = self.check_blocks(blocks)
+        if frames_per_hop is not None:
+            if frames_per_hop < 1:
+                raise BlocksError(f"frames_per_hop must be at least 1, not {frames_per_hop}")
+            self.stream_frames = int(frames_per_hop)
+        return super().streamer(batch)
+
     def _new_masker(self) -> MaskHead:
         return MaskHead(self.bottleneck, self.n_filters, 1, self.mask_activation)
 
@@ -255,6 +348,14 @@ class ResNetTasNet(ResNetTasNetBase):
         masks = self.masker(self.separate(mix_rep, self.num_blocks))  # [B, 1, N, F]
         return self.decoder(apply_masks(mix_rep, masks), wav.shape[-1])[:, 0]
 
+    def _stream_head(self, blocks: int) -> tuple[nn.Module, LearnedDecoder]:
+        return self.masker, self.decoder
+
+    def _stream_blocks(self) -> int:
+        if self.stream_exit not in (None, self.num_blocks):
+            raise BlocksError(f"a ResNet-TasNet of {self.num_blocks} blocks has a single exit after all of them")
+        return self.num_blocks
+
     def separator_masker(self, blocks: int | None = None) -> SeparatorMasker:
         """Bottleneck + all blocks + the masker: what 003 Table 2's MACs count.
 
@@ -307,6 +408,9 @@ class BloomNet(ResNetTasNetBase):
         blocks = self.check_blocks(blocks)
         mix_rep = self.encoder(wav)  # [B, N, F] = h
         return self._exit(blocks, self.separate(mix_rep, blocks), mix_rep, wav.shape[-1])
+
+    def _stream_head(self, blocks: int) -> tuple[nn.Module, LearnedDecoder]:
+        return self.maskers[blocks - 1], self.decoders[blocks - 1]
 
     def forward_all_exits(self, wav: torch.Tensor) -> torch.Tensor:
         """``[B, T]`` -> ``[B, L, T]``: the estimates of exits 1..L from one pass."""

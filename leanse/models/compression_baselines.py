@@ -64,6 +64,14 @@ from torch import nn
 from leanse.dsp import PaddedFraming, PaddedSTFT
 from leanse.errors import ConfigError
 from leanse.models.base import EnhancementModel, register_model, register_preset
+from leanse.models.streaming import (
+    FrameStreamingMixin,
+    State,
+    StateSpec,
+    StreamingFraming,
+    rnn_state_specs,
+    rnn_step,
+)
 
 # 004 Sec. III-A framing, shared by all four models.
 N_FFT = 320
@@ -75,13 +83,25 @@ def _stft() -> PaddedSTFT:
     return PaddedSTFT(N_FFT, HOP, PAD, window="hamming")
 
 
+class _PaddedSTFTStreaming(FrameStreamingMixin):
+    """Streaming for the T-F models on 004's framing: one 10 ms hop per step, the network on
+    each 20 ms frame as it completes; latency 160 samples (10 ms) + the 10 ms hop = one frame.
+    The end is zero padded offline, so a stream ends by feeding zeros."""
+
+    flush_mode = "zeros"
+
+    def build_stream_framing(self) -> StreamingFraming:
+        return StreamingFraming(N_FFT, HOP, PAD, self.stft.window, reflect=False,
+                                envelope_floor=1e-8)
+
+
 # --------------------------------------------------------------------------------------------
 # FDNN and LSTM (T-F magnitude domain)
 # --------------------------------------------------------------------------------------------
 
 
 @register_model("fdnn")
-class FDNN(EnhancementModel):
+class FDNN(_PaddedSTFTStreaming, EnhancementModel):
     """Feedforward DNN estimating the ideal ratio mask frame by frame (004 Sec. III-B1).
 
     Args:
@@ -110,9 +130,19 @@ class FDNN(EnhancementModel):
         mask = self.net(spec.abs().transpose(1, 2))  # [B, N, F], one frame in, one mask out
         return self.stft.inverse(spec * mask.transpose(1, 2), length=wav.shape[-1])
 
+    def core_sequence(self, re: torch.Tensor, im: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mask = self.net(torch.sqrt(re * re + im * im))  # [B, N, F]
+        return re * mask, im * mask
+
+    def core_step(self, features: tuple[torch.Tensor, torch.Tensor], state: State
+                  ) -> tuple[tuple[torch.Tensor, torch.Tensor], State]:
+        re, im = features  # [B, F] each
+        mask = self.net(torch.sqrt(re * re + im * im))
+        return (re * mask, im * mask), state
+
 
 @register_model("lstm_map")
-class LSTMMapping(EnhancementModel):
+class LSTMMapping(_PaddedSTFTStreaming, EnhancementModel):
     """Unidirectional LSTM -> Linear -> ReLU spectral magnitude mapping (004 Sec. III-B2).
 
     The estimated clean magnitude is resynthesised with the noisy phase.
@@ -140,6 +170,23 @@ class LSTMMapping(EnhancementModel):
         magnitude = self.relu(self.dense(hidden)).transpose(1, 2)  # [B, F, N]
         phase = torch.polar(torch.ones_like(magnitude), spec.angle())
         return self.stft.inverse(magnitude * phase, length=wav.shape[-1])
+
+    def core_sequence(self, re: torch.Tensor, im: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        hidden, _ = self.rnn(torch.sqrt(re * re + im * im))  # [B, N, H]
+        magnitude = self.relu(self.dense(hidden))  # [B, N, F]
+        angle = torch.atan2(im, re)
+        return magnitude * torch.cos(angle), magnitude * torch.sin(angle)
+
+    def core_state_specs(self, batch: int) -> list[StateSpec]:
+        return rnn_state_specs("rnn", self.rnn, batch)
+
+    def core_step(self, features: tuple[torch.Tensor, torch.Tensor], state: State
+                  ) -> tuple[tuple[torch.Tensor, torch.Tensor], State]:
+        re, im = features  # [B, F] each
+        hidden, state = rnn_step(self.rnn, torch.sqrt(re * re + im * im), state)
+        magnitude = self.relu(self.dense(hidden))  # [B, F]
+        angle = torch.atan2(im, re)  # the noisy phase, as spec.angle()
+        return (magnitude * torch.cos(angle), magnitude * torch.sin(angle)), state
 
 
 # --------------------------------------------------------------------------------------------
@@ -169,7 +216,7 @@ class _TCMBlock(nn.Module):
 
 
 @register_model("tcnn")
-class TCNN(EnhancementModel):
+class TCNN(_PaddedSTFTStreaming, EnhancementModel):
     """Temporal convolutional neural network, time domain (004 Sec. III-B3; Pandey & Wang 2019).
 
     Args:
@@ -239,6 +286,10 @@ class TCNN(EnhancementModel):
 
     def forward(self, wav: torch.Tensor) -> torch.Tensor:
         frames = self.framing(wav)  # [B, N, 320]
+        return self.framing.inverse(self.core_sequence(frames), length=wav.shape[-1])
+
+    def core_sequence(self, frames: torch.Tensor) -> torch.Tensor:
+        """``[B, N, 320]`` frames -> ``[B, N, 320]`` enhanced frames (before overlap-add)."""
         num_frames = frames.shape[1]
         x = frames.unsqueeze(1)  # [B, 1, N, 320]
         skips = []
@@ -253,7 +304,61 @@ class TCNN(EnhancementModel):
                                          reversed(skips)):
             x = conv(torch.cat([x, skip], dim=1))[:, :, :num_frames]  # drop the look-ahead frame
             x = act(norm(x))
-        return self.framing.inverse(x.squeeze(1), length=wav.shape[-1])
+        return x.squeeze(1)
+
+    # -- streaming: one 320-sample frame per 160-sample hop ---------------------------------
+
+    def not_streamable_reason(self) -> str | None:
+        if self.framing_pad != PAD:  # the unpadded end is not reproduced step by step (measured)
+            return (f"streaming TCNN needs 004's framing (framing_pad={PAD}); framing_pad="
+                    f"{self.framing_pad} (tcnn-399) is for counting 004's MACs")
+        return super().not_streamable_reason()
+
+    def build_stream_framing(self) -> StreamingFraming:
+        return StreamingFraming(self.FRAME, HOP, PAD, self.framing.window, reflect=False,
+                                transform="none", envelope_floor=1e-8)
+
+    def core_state_specs(self, batch: int) -> list[StateSpec]:
+        ins = [1] + self.encoder_channels[:-1]
+        specs = [StateSpec(f"encoder{k}_previous", (batch, c, 1, w))
+                 for k, (c, w) in enumerate(zip(ins, self.widths))]
+        specs += [StateSpec(f"tcm{k}_cache", (batch, block.depthwise.in_channels, 2 * block.dilation))
+                  for k, block in enumerate(self.tcm)]
+        specs += [StateSpec(f"decoder{k}_previous", (batch, conv.in_channels, 1, width))
+                  for k, (conv, width) in enumerate(zip(self.decoder, reversed(self.widths[1:])))]
+        return specs
+
+    def core_step(self, frame: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        """One frame ``[B, 320]``: every time kernel (2 frames, dilated 3-tap) reads its cached
+        past inputs, the transposed convolutions their previous input (the dropped look-ahead
+        frame is never computed)."""
+        layers = len(self.encoder)
+        blocks = len(self.tcm)
+        new_state: list[torch.Tensor] = []
+        x = frame[:, None, None]  # [B, 1, 1, 320]
+        skips = []
+        for k, (conv, norm, act) in enumerate(zip(self.encoder, self.encoder_norms,
+                                                  self.encoder_acts)):
+            window = torch.cat([state[k], x], dim=2)  # [B, C, 2, W]: previous and current frame
+            new_state.append(x)
+            x = act(norm(conv(window)))  # [B, C', 1, W']
+            skips.append(x)
+        batch, channels, _, width = x.shape
+        y = x.permute(0, 1, 3, 2).reshape(batch, channels * width, 1)  # [B, 256, 1]
+        for k, block in enumerate(self.tcm):
+            h = block.norm1(block.act1(block.inp(y)))  # [B, H, 1]
+            window = torch.cat([state[layers + k], h], dim=2)  # [B, H, 2d + 1]
+            new_state.append(window[:, :, 1:])
+            h = block.norm2(block.act2(block.depthwise(window)))
+            y = y + block.out(h)
+        x = y.reshape(batch, channels, width, 1).permute(0, 1, 3, 2)  # [B, C, 1, W]
+        for k, (conv, norm, act, skip) in enumerate(zip(self.decoder, self.decoder_norms,
+                                                        self.decoder_acts, reversed(skips))):
+            z = torch.cat([x, skip], dim=1)  # [B, C, 1, W]
+            new_state.append(z)
+            window = torch.cat([state[layers + blocks + k], z], dim=2)  # [B, C, 2, W]
+            x = act(norm(conv(window)[:, :, 1:2]))  # output frame t: z_t w0 + z_(t-1) w1
+        return x[:, 0, 0], tuple(new_state)
 
 
 # --------------------------------------------------------------------------------------------
@@ -308,6 +413,27 @@ class _GroupedLSTM(nn.Module):
         return x
 
 
+    def state_specs(self, batch: int) -> list[StateSpec]:
+        return [spec for i, lstms in enumerate(self.layers) for g, lstm in enumerate(lstms)
+                for spec in rnn_state_specs(f"glstm{i}_group{g}", lstm, batch)]
+
+    def step(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        """One frame ``[B, features]`` with explicit ``(h, c)`` per group LSTM."""
+        last = len(self.layers) - 1
+        new_state: list[torch.Tensor] = []
+        position = 0
+        for i, (lstms, norm) in enumerate(zip(self.layers, self.norms)):
+            outs = []
+            for lstm, part in zip(lstms, x.chunk(self.groups, dim=-1)):
+                out, hc = rnn_step(lstm, part, state[position : position + 2])
+                outs.append(out)
+                new_state.extend(hc)
+                position += 2
+            x = torch.stack(outs, dim=-1).flatten(-2) if i < last else torch.cat(outs, dim=-1)
+            x = norm(x)
+        return x, tuple(new_state)
+
+
 class _GCRNDecoder(nn.Module):
     def __init__(self, encoder_channels: list[int], decoder_channels: list[int],
                  widths: list[int], bins: int) -> None:
@@ -331,7 +457,7 @@ class _GCRNDecoder(nn.Module):
 
 
 @register_model("gcrn")
-class GCRN(EnhancementModel):
+class GCRN(_PaddedSTFTStreaming, EnhancementModel):
     """Gated convolutional recurrent network, complex spectral mapping (004 Sec. III-B4;
     Tan & Wang 2020, GCRN-complex).
 
@@ -386,6 +512,37 @@ class GCRN(EnhancementModel):
         imag = self.decoder_imag(x, skips)
         estimate = torch.complex(real, imag).transpose(1, 2)  # [B, F, N]
         return self.stft.inverse(estimate, length=wav.shape[-1])
+
+    def core_sequence(self, re: torch.Tensor, im: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = torch.stack([re, im], dim=1)  # [B, 2, N, F]
+        skips = []
+        for conv, norm in zip(self.encoder, self.encoder_norms):
+            x = self.act(norm(conv(x)))
+            skips.append(x)
+        batch, channels, frames, width = x.shape
+        y = self.glstm(x.transpose(1, 2).reshape(batch, frames, channels * width))
+        x = y.reshape(batch, frames, channels, width).transpose(1, 2)
+        return self.decoder_real(x, skips), self.decoder_imag(x, skips)  # [B, N, F] each
+
+    def core_state_specs(self, batch: int) -> list[StateSpec]:
+        return self.glstm.state_specs(batch)
+
+    def core_step(self, features: tuple[torch.Tensor, torch.Tensor], state: State
+                  ) -> tuple[tuple[torch.Tensor, torch.Tensor], State]:
+        """One frame: the convolutions see one time step (kernels are 1 frame wide, BatchNorm
+        is an affine map in eval mode), the grouped LSTM carries its state."""
+        re, im = features  # [B, F] each
+        x = torch.stack([re, im], dim=1)[:, :, None]  # [B, 2, 1, F]
+        skips = []
+        for conv, norm in zip(self.encoder, self.encoder_norms):
+            x = self.act(norm(conv(x)))
+            skips.append(x)
+        batch, channels, _, width = x.shape
+        y, state = self.glstm.step(x.reshape(batch, channels * width), state)
+        x = y.reshape(batch, channels, 1, width)
+        real = self.decoder_real(x, skips)[:, 0]  # [B, F]
+        imag = self.decoder_imag(x, skips)[:, 0]
+        return (real, imag), state
 
 
 # --------------------------------------------------------------------------------------------

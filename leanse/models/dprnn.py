@@ -37,6 +37,7 @@ from torch import nn
 
 from leanse.errors import ConfigError
 from leanse.models.base import EnhancementModel, register_model, register_preset
+from leanse.models.streaming import State, StateSpec, rnn_step
 from leanse.models.tasnet import (
     CumulativeLayerNorm,
     GlobalLayerNorm,
@@ -128,6 +129,30 @@ class ChunkedCumulativeLayerNorm(CumulativeLayerNorm):
         return y * self.weight[:, None, None] + self.bias[:, None, None]
 
 
+    def stream_step(self, tail: torch.Tensor, head: torch.Tensor, state: State,
+                    tail_valid: bool = True) -> tuple[torch.Tensor, torch.Tensor, State]:
+        """The two chunk copies of ``T`` new frames (``[B', C, T]`` each: the end of the open
+        chunk and the start of the next) -> both normalised; running sums carried in ``state``.
+        ``tail_valid=False``: only the head exists (the frames before the signal)."""
+        sum_, sum_sq, count = state  # [B', 1, 1], [B', 1, 1], [1]
+        channels = tail.shape[1]
+        weight = 1.0 if tail_valid else 0.0
+        frame_sum = (weight * tail.sum(1, keepdim=True) + head.sum(1, keepdim=True)).cumsum(-1)
+        frame_sq = (weight * tail.pow(2).sum(1, keepdim=True)
+                    + head.pow(2).sum(1, keepdim=True)).cumsum(-1)  # [B', 1, T]
+        per_frame = channels * (2 if tail_valid else 1)
+        steps = torch.arange(1, tail.shape[-1] + 1, device=tail.device, dtype=tail.dtype)
+        sums, sums_sq, counts = sum_ + frame_sum, sum_sq + frame_sq, count + per_frame * steps
+        scale, shift = self.weight[:, None], self.bias[:, None]
+        tail = cumulative_normalize(tail, sums, sums_sq, counts, self.eps) * scale + shift
+        head = cumulative_normalize(head, sums, sums_sq, counts, self.eps) * scale + shift
+        return tail, head, (sums[..., -1:], sums_sq[..., -1:], counts[-1:].reshape(1))
+
+    def state_specs(self, prefix: str, batch: int) -> list[StateSpec]:
+        return [StateSpec(f"{prefix}_sum", (batch, 1, 1)), StateSpec(f"{prefix}_sum_sq", (batch, 1, 1)),
+                StateSpec(f"{prefix}_count", (1,))]
+
+
 def make_dual_path_norm(channels: int, causal: bool) -> nn.Module:
     """The "LN" after each RNN: ``GroupNorm(1, C)`` (gLN) or its causal chunked cLN."""
     return ChunkedCumulativeLayerNorm(channels) if causal else GlobalLayerNorm(channels)
@@ -179,6 +204,55 @@ class DualPathBlock(nn.Module):
         return x + self.inter_norm(seq.permute(0, 3, 1, 2))  # [B, C, 2T, S]
 
 
+    # -- chunk-wise streaming (causal blocks) ------------------------------------------------
+
+    def state_specs(self, prefix: str, batch: int, half_chunk: int) -> list[StateSpec]:
+        hidden = self.intra_rnn.rnn.hidden_size
+        return ([StateSpec(f"{prefix}_intra_h", (1, batch, hidden)),
+                 StateSpec(f"{prefix}_intra_c", (1, batch, hidden))]
+                + self.intra_norm.state_specs(f"{prefix}_intra_norm", batch)
+                + [StateSpec(f"{prefix}_inter_h", (1, batch * 2 * half_chunk, hidden)),
+                   StateSpec(f"{prefix}_inter_c", (1, batch * 2 * half_chunk, hidden))]
+                + self.inter_norm.state_specs(f"{prefix}_inter_norm", batch))
+
+    def stream_step(self, tail: torch.Tensor, head: torch.Tensor, state: State,
+                    tail_valid: bool = True) -> tuple[torch.Tensor, torch.Tensor, State]:
+        """``T`` new frames as their two chunk copies (``[B', C, T]``: positions ``T..2T-1`` of
+        the open chunk ``j`` and ``0..T-1`` of chunk ``j+1``) -> the block's output for both.
+
+        State: the intra-chunk LSTM after the first half of the open chunk, the inter-chunk LSTM
+        of every chunk position (``2T`` sequences, each advanced by one chunk per step: the
+        heads by chunk ``j+1``, the tails by chunk ``j``), and the two norms' running sums.
+        """
+        batch, channels, half = tail.shape
+        intra_state, intra_norm, inter_state, inter_norm = state[0:2], state[2:5], state[5:7], state[7:10]
+        # Intra-chunk RNN: the tail continues the open chunk; the head starts a fresh one.
+        tail_seq = self._rnn_sequence(self.intra_rnn, tail.transpose(1, 2), intra_state)[0]
+        zeros = tuple(torch.zeros_like(t) for t in intra_state)
+        head_seq, new_intra = self._rnn_sequence(self.intra_rnn, head.transpose(1, 2), zeros)
+        tail_n, head_n, intra_norm = self.intra_norm.stream_step(
+            tail_seq.transpose(1, 2), head_seq.transpose(1, 2), intra_norm, tail_valid)
+        tail, head = tail + tail_n, head + head_n
+        # Inter-chunk RNN: one chunk step for each of the 2T positions (heads 0..T-1, tails T..)
+        positions = torch.cat([head, tail], dim=2).transpose(1, 2).reshape(batch * 2 * half, channels)
+        out, new_inter = rnn_step(self.inter_rnn.rnn, positions, inter_state)
+        out = self.inter_rnn.proj(out).view(batch, 2 * half, channels).transpose(1, 2)  # [B', C, 2T]
+        if not tail_valid:  # no tail sequence has started yet: keep their zero state
+            keep = torch.arange(2 * half, device=tail.device).repeat(batch) < half  # head rows
+            new_inter = tuple(torch.where(keep[None, :, None], n, o)
+                              for n, o in zip(new_inter, inter_state))
+        tail_n, head_n, inter_norm = self.inter_norm.stream_step(
+            out[:, :, half:], out[:, :, :half], inter_norm, tail_valid)
+        return tail + tail_n, head + head_n, (*new_intra, *intra_norm, *new_inter, *inter_norm)
+
+    @staticmethod
+    def _rnn_sequence(path: "SequenceRNN", seq: torch.Tensor, state: State
+                      ) -> tuple[torch.Tensor, State]:
+        """``[B', T, C]`` through a path's LSTM from ``state`` and its projection."""
+        hidden, (h, c) = path.rnn(seq, (state[0], state[1]))
+        return path.proj(hidden), (h, c)
+
+
 class DualPathMaskHead(nn.Module):
     """``PReLU -> Conv2d(C, S_src*N, 1)`` on the chunks, overlap-add, mask nonlinearity.
 
@@ -196,6 +270,13 @@ class DualPathMaskHead(nn.Module):
         self.conv = nn.Conv2d(feature_size, num_sources * n_filters, 1)
         self.activation = make_mask_activation(activation)
 
+    def stream_step(self, tail: torch.Tensor, head: torch.Tensor) -> torch.Tensor:
+        """The two copies of ``T`` frames ``[B', C, T]`` -> their masks ``[B', S_src, N, T]``
+        (overlap-add of the copies, then the nonlinearity, as offline)."""
+        scores = self.conv(self.prelu(torch.stack([tail, head], dim=-1)))  # [B', S*N, T, 2]
+        masks = self.activation(scores[..., 0] + scores[..., 1])
+        return masks.view(masks.shape[0], self.num_sources, self.n_filters, -1)
+
     def forward(self, chunks: torch.Tensor, num_frames: int) -> torch.Tensor:
         """``[B, C, 2T, S]`` -> ``[B, S_src, N, F]`` masks."""
         scores = self.conv(self.prelu(chunks))  # [B, S_src*N, 2T, S]
@@ -212,6 +293,39 @@ def check_chunk_size(chunk_size: int) -> None:
 
 # --------------------------------------------------------------------------------------------
 # Model
+
+
+def dual_path_streaming_reason(model: EnhancementModel) -> str | None:
+    """Why a dual-path TasNet cannot stream chunk-wise, or None."""
+    if not model.causal:
+        return (f"{model.registered_name} with causal=False is not causal (bidirectional RNNs and"
+                " global norms look ahead, up to the whole signal), so it cannot stream; train it"
+                " with causal: true")
+    if model.num_sources != 1:
+        return "a separation model (num_sources > 1) does not stream; stream an enhancement model"
+    if model.kernel_size != 2 * model.stride:
+        return f"streaming needs kernel_size == 2 * stride, not {model.kernel_size}/{model.stride}"
+    return None
+
+
+def dual_path_stream(blocks: list[nn.Module], tail: torch.Tensor, head: torch.Tensor, state: State,
+                     tail_valid: bool = True) -> tuple[torch.Tensor, torch.Tensor, State]:
+    """Both chunk copies of ``T`` new frames through the blocks (10 state tensors per block)."""
+    new_state: list[torch.Tensor] = []
+    for index, block in enumerate(blocks):
+        tail, head, block_state = block.stream_step(tail, head, state[10 * index : 10 * index + 10],
+                                                    tail_valid)
+        new_state.extend(block_state)
+    return tail, head, tuple(new_state)
+
+
+def dual_path_preroll(blocks: list[nn.Module], state: State, shape: tuple[int, int],
+                      half: int) -> list[torch.Tensor]:
+    """The block states after the ``T`` zero frames that pad the first chunk offline."""
+    zeros = torch.zeros(*shape, half, device=state[0].device)  # [B', C, T]
+    with torch.no_grad():
+        _, _, new_state = dual_path_stream(blocks, zeros, zeros, state, tail_valid=False)
+    return list(new_state)
 
 
 @register_model("dprnn_tasnet")
@@ -269,6 +383,52 @@ class DPRNNTasNet(EnhancementModel):
         )
         self.mask_head = DualPathMaskHead(bottleneck, n_filters, num_sources, mask_activation)
         self.decoder = LearnedDecoder(n_filters, kernel_size, stride)
+
+    # -- chunk-wise streaming (causal): one hop of T = chunk_size / 2 frames per step ------------
+
+    def not_streamable_reason(self) -> str | None:
+        return dual_path_streaming_reason(self)
+
+    @property
+    def hop(self) -> int:
+        return self.chunk_size // 2 * self.stride
+
+    @property
+    def latency_samples(self) -> int:
+        return self.kernel_size - self.stride
+
+    @property
+    def lookahead(self) -> int:
+        return self.kernel_size - self.stride
+
+    def state_specs(self, batch: int = 1) -> list[StateSpec]:
+        self._require_streamable()
+        half, width = self.chunk_size // 2, self.kernel_size - self.stride
+        specs = [StateSpec("encoder_buffer", (batch, width))]
+        specs += self.encoder_norm.state_specs("encoder_norm", batch)
+        for index, block in enumerate(self.blocks):
+            specs += block.state_specs(f"block{index + 1}", batch, half)
+        return specs + [StateSpec("decoder_ola", (batch, width))]
+
+    def init_state(self, batch: int = 1) -> State:
+        """Not zeros: offline, the first chunk starts with ``T`` zero frames of padding, which
+        the blocks process (biases make their outputs non-zero); the initial state is the state
+        after them (:func:`dual_path_preroll`)."""
+        state = list(super().init_state(batch))
+        blocks = list(self.blocks)
+        state[4 : 4 + 10 * len(blocks)] = dual_path_preroll(
+            blocks, tuple(state[4 : 4 + 10 * len(blocks)]), (batch, self.bottleneck), self.chunk_size // 2)
+        return tuple(state)
+
+    def _step(self, x_hop: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        mix_rep, encoder_buffer = self.encoder.step(x_hop, state[0])  # [B, N, T]
+        normed, encoder_norm = self.encoder_norm.step(mix_rep, state[1:4])
+        features = self.bottleneck_conv(normed)  # [B, C, T]
+        tail, head, block_states = dual_path_stream(list(self.blocks), features, features,
+                                                    state[4:-1])
+        masks = self.mask_head.stream_step(tail, head)  # [B, 1, N, T]
+        y_hop, ola = self.decoder.step(apply_masks(mix_rep, masks)[:, 0], state[-1])
+        return y_hop, (encoder_buffer, *encoder_norm, *block_states, ola)
 
     def forward(self, wav: torch.Tensor) -> torch.Tensor:
         """``[B, T]`` -> ``[B, T]`` (one source) or ``[B, S_src, T]``."""

@@ -42,9 +42,11 @@ from leanse.models.dprnn import (
     DualPathMaskHead,
     SequenceRNN,
     check_chunk_size,
+    dual_path_streaming_reason,
     make_dual_path_norm,
     segment,
 )
+from leanse.models.streaming import State, StateSpec
 from leanse.models.tasnet import (
     LearnedDecoder,
     LearnedEncoder,
@@ -75,6 +77,23 @@ class GroupCommunication(nn.Module):
         normed = self.norm(seq)  # [B*K, M, 2T, S], each group normalised on its own
         return groups + normed.view_as(groups)
 
+    def _across_groups(self, x: torch.Tensor, num_groups: int) -> torch.Tensor:
+        """``[B*K, M, T]`` -> the BLSTM + FC across the K groups of each frame, same shape."""
+        batch_groups, group_size, frames = x.shape
+        batch = batch_groups // num_groups
+        seq = x.view(batch, num_groups, group_size, frames).permute(0, 3, 1, 2)  # [B, T, K, M]
+        seq = self.rnn(seq.reshape(-1, num_groups, group_size))  # [B*T, K, M]
+        seq = seq.view(batch, frames, num_groups, group_size).permute(0, 2, 3, 1)
+        return seq.reshape(batch_groups, group_size, frames)
+
+    def stream_step(self, tail: torch.Tensor, head: torch.Tensor, num_groups: int, state: State,
+                    tail_valid: bool = True) -> tuple[torch.Tensor, torch.Tensor, State]:
+        """Both chunk copies ``[B*K, M, T]`` of ``T`` new frames; the norm's sums in ``state``."""
+        tail_n, head_n, state = self.norm.stream_step(
+            self._across_groups(tail, num_groups), self._across_groups(head, num_groups), state,
+            tail_valid)
+        return tail + tail_n, head + head_n, state
+
 
 class GroupCommBlock(nn.Module):
     """One GroupComm-DPRNN block (002 Fig. 1B): group communication, then a shared DPRNN block."""
@@ -91,6 +110,16 @@ class GroupCommBlock(nn.Module):
         # The same DPRNN weights for every group: fold the groups into the batch.
         shared = self.dual_path(groups.flatten(0, 1))  # [B*K, M, 2T, S]
         return shared.view(batch, num_groups, *shared.shape[1:])
+
+    def state_specs(self, prefix: str, batch_groups: int, half_chunk: int) -> list[StateSpec]:
+        return (self.group_comm.norm.state_specs(f"{prefix}_group_norm", batch_groups)
+                + self.dual_path.state_specs(prefix, batch_groups, half_chunk))
+
+    def stream_step(self, tail: torch.Tensor, head: torch.Tensor, num_groups: int, state: State,
+                    tail_valid: bool = True) -> tuple[torch.Tensor, torch.Tensor, State]:
+        tail, head, comm = self.group_comm.stream_step(tail, head, num_groups, state[:3], tail_valid)
+        tail, head, dual = self.dual_path.stream_step(tail, head, state[3:], tail_valid)
+        return tail, head, (*comm, *dual)
 
 
 @register_model("groupcomm_dprnn_tasnet")
@@ -152,6 +181,64 @@ class GroupCommDPRNNTasNet(EnhancementModel):
             self.group_size, self.group_size, num_sources, mask_activation
         )
         self.decoder = LearnedDecoder(n_filters, kernel_size, stride)
+
+    # -- chunk-wise streaming (causal), as DPRNN-TasNet -------------------------------------------
+
+    def not_streamable_reason(self) -> str | None:
+        return dual_path_streaming_reason(self)
+
+    @property
+    def hop(self) -> int:
+        return self.chunk_size // 2 * self.stride
+
+    @property
+    def latency_samples(self) -> int:
+        return self.kernel_size - self.stride
+
+    @property
+    def lookahead(self) -> int:
+        return self.kernel_size - self.stride
+
+    def state_specs(self, batch: int = 1) -> list[StateSpec]:
+        self._require_streamable()
+        half, width = self.chunk_size // 2, self.kernel_size - self.stride
+        specs = [StateSpec("encoder_buffer", (batch, width))]
+        specs += self.encoder_norm.state_specs("encoder_norm", batch)
+        for index, block in enumerate(self.blocks):
+            specs += block.state_specs(f"block{index + 1}", batch * self.num_groups, half)
+        return specs + [StateSpec("decoder_ola", (batch, width))]
+
+    def _blocks_stream(self, tail: torch.Tensor, head: torch.Tensor, state: State,
+                       tail_valid: bool = True) -> tuple[torch.Tensor, torch.Tensor, State]:
+        new_state: list[torch.Tensor] = []
+        for index, block in enumerate(self.blocks):
+            tail, head, block_state = block.stream_step(
+                tail, head, self.num_groups, state[13 * index : 13 * index + 13], tail_valid)
+            new_state.extend(block_state)
+        return tail, head, tuple(new_state)
+
+    def init_state(self, batch: int = 1) -> State:
+        """After the ``T`` zero frames that pad the first chunk (see DPRNN-TasNet)."""
+        state = list(super().init_state(batch))
+        count = 13 * len(self.blocks)
+        zeros = torch.zeros(batch * self.num_groups, self.group_size, self.chunk_size // 2)
+        with torch.no_grad():
+            _, _, blocks = self._blocks_stream(zeros, zeros, tuple(state[4 : 4 + count]), False)
+        state[4 : 4 + count] = blocks
+        return tuple(state)
+
+    def _step(self, x_hop: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        batch = x_hop.shape[0]
+        mix_rep, encoder_buffer = self.encoder.step(x_hop, state[0])  # [B, N, T]
+        normed, encoder_norm = self.encoder_norm.step(mix_rep, state[1:4])
+        frames = mix_rep.shape[-1]
+        groups = normed.reshape(batch * self.num_groups, self.group_size, frames)  # [B*K, M, T]
+        tail, head, blocks = self._blocks_stream(groups, groups, state[4:-1])
+        masks = self.mask_head.stream_step(tail, head)  # [B*K, 1, M, T]
+        masks = masks.view(batch, self.num_groups, self.num_sources, self.group_size, frames)
+        masks = masks.transpose(1, 2).reshape(batch, self.num_sources, self.n_filters, frames)
+        y_hop, ola = self.decoder.step(apply_masks(mix_rep, masks)[:, 0], state[-1])
+        return y_hop, (encoder_buffer, *encoder_norm, *blocks, ola)
 
     def forward(self, wav: torch.Tensor) -> torch.Tensor:
         """``[B, T]`` -> ``[B, T]`` (one source) or ``[B, S_src, T]``."""

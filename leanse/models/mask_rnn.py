@@ -20,13 +20,21 @@ from torch import nn
 from leanse.dsp import STFT
 from leanse.errors import ConfigError
 from leanse.models.base import EnhancementModel, register_model, register_preset
+from leanse.models.streaming import (
+    FrameStreamingMixin,
+    State,
+    StateSpec,
+    StreamingFraming,
+    rnn_state_specs,
+    rnn_step,
+)
 
 RNN_TYPES = {"lstm": nn.LSTM, "gru": nn.GRU}
 FEATURES = ("magnitude", "log_power")
 
 
 @register_model("mask_rnn")
-class MaskRNN(EnhancementModel):
+class MaskRNN(FrameStreamingMixin, EnhancementModel):
     """Unidirectional RNN -> Linear -> sigmoid magnitude mask, noisy phase.
 
     Args:
@@ -37,7 +45,14 @@ class MaskRNN(EnhancementModel):
         hop_length: STFT hop.
         sample_rate: 16000 in 000, 8000 in 001.
         features: ``"magnitude"`` (the papers) or ``"log_power"`` (NSNet2-style input).
+
+    Streaming: one STFT hop per step with the ``center=True`` STFT reproduced exactly (reflected
+    start, :class:`~leanse.models.streaming.StreamingFraming`); state = front end + the RNN's
+    ``h`` (and ``c``). Latency ``n_fft - hop`` samples (768 = 96 ms for ``gru-mask-256x2-8k``),
+    look-ahead ``n_fft / 2`` (the centred frame).
     """
+
+    flush_mode = "center_reflect"
 
     def __init__(
         self,
@@ -66,12 +81,39 @@ class MaskRNN(EnhancementModel):
         )
         self.dense = nn.Linear(hidden_size, self.stft.num_bins)
 
+    def rnn_input(self, magnitude: torch.Tensor) -> torch.Tensor:
+        """Magnitudes (any shape) -> the RNN's input features."""
+        if self.features == "log_power":
+            return torch.log10(magnitude.pow(2) + 1e-8) / 10
+        return magnitude
+
     def estimate_mask(self, magnitude: torch.Tensor) -> torch.Tensor:
         """``[B, N, F]`` magnitude frames -> ``[B, N, F]`` mask in [0, 1]."""
-        if self.features == "log_power":
-            magnitude = torch.log10(magnitude.pow(2) + 1e-8) / 10
-        hidden, _ = self.rnn(magnitude)  # [B, N, H]
+        hidden, _ = self.rnn(self.rnn_input(magnitude))  # [B, N, H]
         return torch.sigmoid(self.dense(hidden))
+
+    # -- streaming ---------------------------------------------------------------------------
+
+    def build_stream_framing(self) -> StreamingFraming:
+        return StreamingFraming(self.n_fft, self.hop_length, self.n_fft // 2, self.stft.window,
+                                reflect=True)
+
+    def core_state_specs(self, batch: int) -> list[StateSpec]:
+        return rnn_state_specs("rnn", self.rnn, batch)
+
+    def core_sequence(self, re: torch.Tensor, im: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """All frames at once: ``(re, im)`` ``[B, N, F]`` -> masked ``(re, im)`` (ONNX offline)."""
+        mask = self.estimate_mask(torch.sqrt(re * re + im * im))  # [B, N, F]
+        return re * mask, im * mask
+
+    def core_step(self, features: tuple[torch.Tensor, torch.Tensor], state: State
+                  ) -> tuple[tuple[torch.Tensor, torch.Tensor], State]:
+        """One frame: ``(re, im)`` ``[B, F]`` -> masked ``(re, im)``."""
+        re, im = features
+        magnitude = torch.sqrt(re * re + im * im)  # [B, F]
+        hidden, state = rnn_step(self.rnn, self.rnn_input(magnitude), state)  # [B, H]
+        mask = torch.sigmoid(self.dense(hidden))  # [B, F]
+        return (re * mask, im * mask), state
 
     def forward(self, wav: torch.Tensor) -> torch.Tensor:
         """``[B, T]`` noisy waveform -> ``[B, T]`` estimate."""

@@ -91,6 +91,31 @@ class CumulativeLayerNorm(nn.Module):
         return y * self.weight[:, None] + self.bias[:, None]
 
 
+    # -- streaming: the running sums are the state ----------------------------------------
+
+    def state_specs(self, prefix: str, batch: int) -> list:
+        from leanse.models.streaming import StateSpec
+
+        return [StateSpec(f"{prefix}_sum", (batch, 1, 1)), StateSpec(f"{prefix}_sum_sq", (batch, 1, 1)),
+                StateSpec(f"{prefix}_count", (1,))]
+
+    def step(self, x: torch.Tensor, state: tuple) -> tuple[torch.Tensor, tuple]:
+        """``n`` new frames ``[B, C, n]`` with the running ``(sum, sum of squares, count)``."""
+        sum_, sum_sq, count = state
+        if x.shape[-1] == 1:
+            sums = sum_ + x.sum(1, keepdim=True)  # [B, 1, 1]
+            sums_sq = sum_sq + x.pow(2).sum(1, keepdim=True)
+            counts = count + x.shape[1]
+        else:
+            sums = sum_ + x.sum(1, keepdim=True).cumsum(-1)  # [B, 1, n]
+            sums_sq = sum_sq + x.pow(2).sum(1, keepdim=True).cumsum(-1)
+            steps = torch.arange(1, x.shape[-1] + 1, device=x.device, dtype=x.dtype)
+            counts = count + x.shape[1] * steps  # [n]
+        y = cumulative_normalize(x, sums, sums_sq, counts, self.eps)
+        new_state = (sums[..., -1:], sums_sq[..., -1:], counts[-1:].reshape(1))
+        return y * self.weight[:, None] + self.bias[:, None], new_state
+
+
 def make_norm(channels: int, causal: bool) -> nn.Module:
     """gLN for non-causal models (the papers' setting), cLN for causal ones (``[B, C, T]``)."""
     return CumulativeLayerNorm(channels) if causal else GlobalLayerNorm(channels)
@@ -137,6 +162,14 @@ class LearnedEncoder(nn.Module):
         return self.conv(padded.unsqueeze(1))  # [B, N, F]
 
 
+    def step(self, x_hop: torch.Tensor, buffer: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Streaming (``kernel_size == 2 * stride``): ``[B, n * stride]`` new samples and the
+        previous ``kernel - stride`` -> ``n`` frames ``[B, N, n]`` and the next buffer. The zero
+        initial buffer is the offline front padding (``stride`` zeros)."""
+        frames = torch.cat([buffer, x_hop], dim=1)  # [B, kernel - stride + n * stride]
+        return self.conv(frames[:, None]), frames[:, frames.shape[1] - (self.kernel_size - self.stride) :]
+
+
 class LearnedDecoder(nn.Module):
     """Latent frames -> waveform: ``ConvTranspose1d(N, 1, L, stride, no bias)`` (overlap-add).
 
@@ -155,6 +188,15 @@ class LearnedDecoder(nn.Module):
         wav = self.conv(rep.reshape(-1, *rep.shape[-2:])).squeeze(1)  # [B*, padded length]
         front, _ = frame_padding(length, self.kernel_size, self.stride)
         return wav[:, front : front + length].reshape(*lead, length)
+
+
+    def step(self, rep: torch.Tensor, ola: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``n`` frames ``[B, N, n]`` and the pending overlap-add ``[B, kernel - stride]`` ->
+        ``[B, n * stride]`` final samples and the next pending sums."""
+        contribution = self.conv(rep)[:, 0]  # [B, (n - 1) * stride + kernel]
+        emitted = contribution.shape[1] - ola.shape[1]  # n * stride
+        total = contribution + nn.functional.pad(ola, (0, emitted))
+        return total[:, :emitted], total[:, emitted:]
 
 
 #: Mask nonlinearities. 002 and 003 (and FIDELITY) use ReLU; sigmoid is Conv-TasNet's.

@@ -1,0 +1,194 @@
+"""ONNX export of a streaming hard-gated ensemble: separate graphs and a small dispatcher.
+
+One graph that runs every specialist and selects would lose the point of papers 000/001 (K
+specialists' cost instead of one). So ``leanse export ENSEMBLE --stream -o ens.onnx`` writes
+
+* ``ens.onnx``: the **gate step** -- ``x_hop``, the shared front end's ``frame_counter`` and
+  ``analysis_buffer``, the gate RNN state -> ``logits``, ``valid`` (a frame exists), next gate state;
+* ``ens.specialist{k}.onnx``: each specialist's own step graph (:func:`leanse.export.export_onnx`);
+* ``ens.json``: the dispatcher's sidecar (decision period, files and their SHA-256).
+
+:class:`OnnxEnsembleEngine` is the dispatcher: per hop it runs the gate graph and the chosen
+specialist's graph only -- cost gate + one specialist, as in PyTorch
+(:mod:`leanse.ensemble.streaming`). The front end's state (analysis and overlap-add buffers) is
+shared: whichever specialist runs takes it and hands it on, so a switch is seamless; the newly
+chosen specialist's own state starts from its initial state.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from leanse.ensemble.streaming import _gate_parts
+from leanse.export import (
+    OPSET,
+    ExportError,
+    OnnxStepEngine,
+    _export_errors,
+    _sha256,
+    _write_json,
+    export_onnx,
+    make_session,
+    sidecar_path,
+)
+from leanse.models.streaming import State, masked_update, rnn_state_specs, rnn_step
+
+FRONT = ("frame_counter", "analysis_buffer", "ola_signal", "ola_envelope")
+
+
+class GateStepGraph(nn.Module):
+    """The gate's frame step on the ensemble's front end (exportable)."""
+
+    def __init__(self, ensemble: nn.Module) -> None:
+        super().__init__()
+        self.ensemble = ensemble
+        self.rnn, self.head = _gate_parts(ensemble.gate)
+
+    def forward(self, x_hop: torch.Tensor, counter: torch.Tensor, buffer: torch.Tensor,
+                *gate_state: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        zeros = torch.zeros_like(buffer)
+        features, index, _ = self.ensemble.stream_framing.analyse(x_hop, (counter, buffer, zeros, zeros))
+        valid = index >= 0
+        re, im = features
+        hidden, new_state = rnn_step(self.rnn, torch.sqrt(re * re + im * im), tuple(gate_state))
+        new_state = masked_update(valid, new_state, tuple(gate_state))
+        return (self.head(hidden), valid.to(torch.int64), *new_state)
+
+
+def export_ensemble(model: nn.Module, path: str | os.PathLike, int8: bool = False,
+                    meta: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Write the gate graph at ``path``, one step graph per specialist beside it, and the sidecar."""
+    path = Path(path)
+    if path.suffix.lower() != ".onnx":
+        raise ExportError(f"{path}: the output file must end in .onnx")
+    model = model.eval()
+    model._require_streamable()
+    rnn, _ = _gate_parts(model.gate)
+    gate_names = [s.name for s in rnn_state_specs("gate", rnn, 1)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    specialists = []
+    written: list[Path] = []
+    try:
+        for k, expert in enumerate(model.specialists):
+            target = path.with_name(f"{path.stem}.specialist{k}.onnx")
+            side = export_onnx(expert, target, stream=True, int8=int8)
+            written += [target, sidecar_path(target)]
+            specialists.append({"file": target.name, "sha256": side["sha256"]})
+        state = model.init_state(1)
+        counter, buffer = state[0], state[1]
+        gate_state = model.init_state(1)[4 : 4 + len(gate_names)]
+        with torch.no_grad(), _export_errors(model):
+            torch.onnx.export(
+                GateStepGraph(model).eval(), (torch.zeros(1, model.hop), counter, buffer, *gate_state),
+                str(path), dynamo=False, opset_version=OPSET,
+                input_names=["x_hop", "frame_counter", "analysis_buffer", *gate_names],
+                output_names=["logits", "valid", *[f"next_{n}" for n in gate_names]])
+        written.append(path)
+        model.eval()
+        sidecar = {
+            "format": "leanse-onnx", "version": 1, "graph": "ensemble_step",
+            "onnx_file": path.name, "sha256": _sha256(path), "sample_rate": int(model.sample_rate),
+            "model": model.config, "int8": bool(int8), "meta": meta or {},
+            "stream": model.stream_info(), "gate_state": gate_names,
+            "decision_frames": int(model.decision_frames), "specialists": specialists,
+            "onnx_bytes": path.stat().st_size,
+            "dispatch": "gate graph every hop; the chosen specialist's graph only (cost: gate + one"
+                        " specialist); a new choice starts that specialist from its initial state",
+        }
+        engine = OnnxEnsembleEngine(path, sidecar)
+        sidecar["parity"] = _ensemble_parity(model, engine)
+        _write_json(sidecar_path(path), sidecar)
+        return sidecar
+    except BaseException:
+        for file in written:
+            file.unlink(missing_ok=True)
+        raise
+
+
+def _ensemble_parity(model: nn.Module, engine: "OnnxEnsembleEngine", steps: int = 200) -> dict:
+    """PyTorch's streaming ensemble against the dispatcher, hop by hop, every output and state."""
+    generator = torch.Generator().manual_seed(0)
+    x = 0.3 * torch.randn(1, steps * model.hop, generator=generator)
+    torch_state, onnx_state = model.init_state(1), engine.init_state(1)
+    worst, choices = 0.0, set()
+    with torch.no_grad():
+        for k in range(steps):
+            x_hop = x[:, k * model.hop : (k + 1) * model.hop]
+            y_ref, torch_state = model.step(x_hop, torch_state)
+            y_onnx, onnx_state = engine.step(x_hop, onnx_state)
+            for a, b in zip((y_ref, *torch_state), (y_onnx, *onnx_state)):
+                a, b = a.numpy(), b.numpy()
+                if a.dtype.kind == "f" and a.size:
+                    worst = max(worst, float(np.abs(a - b).max()))
+            choices.add(int(engine.choice_of(onnx_state)))
+            if not np.allclose(y_ref.numpy(), y_onnx.numpy(), atol=1e-4, rtol=1e-4):
+                raise ExportError(f"the exported ensemble differs from PyTorch at step {k}; not written")
+    return {"checked": f"dispatcher, {steps} steps", "max_abs_error": worst,
+            "specialists_used": sorted(choices)}
+
+
+class OnnxEnsembleEngine:
+    """The dispatcher: a step engine (for :class:`~leanse.streaming.Streamer`) over the graphs."""
+
+    def __init__(self, onnx_file: str | os.PathLike, sidecar: dict[str, Any], threads: int = 1) -> None:
+        onnx_file = Path(onnx_file)
+        self.sidecar = sidecar
+        self.info = sidecar["stream"]
+        self.names = [entry["name"] for entry in self.info["state"]]
+        self.gate_names = list(sidecar["gate_state"])
+        self.decision_frames = int(sidecar["decision_frames"])
+        self.gate = make_session(onnx_file, threads)
+        self.specialists = []
+        for entry in sidecar["specialists"]:
+            file = onnx_file.with_name(entry["file"])
+            if not file.is_file() or _sha256(file) != entry["sha256"]:
+                raise ExportError(f"{file}: missing or not the specialist exported with {onnx_file.name};"
+                                  " keep the files of one export together (export again)")
+            self.specialists.append(OnnxStepEngine(file, threads=threads))
+        self.hop = int(self.info["hop"])
+        self.sample_rate = int(self.info["sample_rate"])
+
+    def stream_info(self) -> dict[str, Any]:
+        return self.info
+
+    def init_state(self, batch: int = 1) -> State:
+        if batch != 1:
+            raise ExportError("an exported ensemble runs one stream (batch 1)")
+        front = self.specialists[0].init_state(1)[:4]
+        gate = tuple(torch.zeros(entry["shape"]) for entry in self.info["state"]
+                     if entry["name"] in self.gate_names)
+        cores = tuple(t for engine in self.specialists for t in engine.init_state(1)[4:])
+        return (*front, *gate, torch.zeros(1, dtype=torch.int64), torch.zeros(1, dtype=torch.int64),
+                *cores)
+
+    def choice_of(self, state: State) -> int:
+        return int(state[4 + len(self.gate_names)])
+
+    def step(self, x_hop: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        g = len(self.gate_names)
+        front, gate_state = state[:4], state[4 : 4 + g]
+        choice, count, cores = state[4 + g], state[5 + g], list(state[6 + g :])
+        feeds = {"x_hop": np.asarray(x_hop, np.float32), "frame_counter": np.asarray(front[0]),
+                 "analysis_buffer": np.asarray(front[1])}
+        feeds.update({n: np.asarray(t) for n, t in zip(self.gate_names, gate_state)})
+        logits, valid, *new_gate = self.gate.run(None, feeds)
+        valid = bool(valid.reshape(-1)[0])
+        new_choice = int(choice)
+        if valid and int(count) == 0:
+            new_choice = int(np.argmax(logits.reshape(-1)))
+        sizes = [len(engine.state_names) - 4 for engine in self.specialists]
+        start = sum(sizes[:new_choice])
+        own = tuple(cores[start : start + sizes[new_choice]])
+        if new_choice != int(choice):
+            own = self.specialists[new_choice].init_state(1)[4:]
+        y_hop, new_state = self.specialists[new_choice].step(x_hop, (*front, *own))
+        cores[start : start + sizes[new_choice]] = new_state[4:]
+        new_count = (int(count) + 1) % self.decision_frames if valid else int(count)
+        return y_hop, (*new_state[:4], *(torch.from_numpy(t) for t in new_gate),
+                       torch.tensor([new_choice]), torch.tensor([new_count]), *cores)
