@@ -68,10 +68,15 @@ def load_checkpoint(path: str | os.PathLike, map_location: str = "cpu") -> Enhan
         model = build_model(document["model"])
     except ConfigError as err:
         raise CheckpointError(f"{folder}: its model config does not build ({err})") from None
-    try:
-        state = load_file(str(folder / WEIGHTS), device=map_location)
-    except (SafetensorError, OSError, ValueError) as err:
-        raise CheckpointError(f"{folder / WEIGHTS}: corrupt or truncated weights ({err})") from None
+    if "packed" in document:  # a compressed model (leanse compress): codebooks + sparse codes
+        from leanse.compress.packed import read_packed_state
+
+        state = read_packed_state(folder, document, map_location)
+    else:
+        try:
+            state = load_file(str(folder / WEIGHTS), device=map_location)
+        except (SafetensorError, OSError, ValueError) as err:
+            raise CheckpointError(f"{folder / WEIGHTS}: corrupt or truncated weights ({err})") from None
     expected = model.state_dict()
     missing = [key for key in expected if key not in state]
     unexpected = [key for key in state if key not in expected]
@@ -86,6 +91,9 @@ def load_checkpoint(path: str | os.PathLike, map_location: str = "cpu") -> Enhan
         )
     model.load_state_dict(state, strict=True)
     model.checkpoint_meta = document.get("meta", {})
+    if "packed" in document:  # model_bytes / `leanse profile` report the packed file's size
+        size = (folder / WEIGHTS).stat().st_size
+        model.packed_bytes = lambda: size
     return model.eval()
 
 

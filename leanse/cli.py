@@ -11,6 +11,7 @@
     leanse export CHECKPOINT -o model.onnx [--stream] [--int8]   ONNX export, checked in onnxruntime
     leanse compare MODEL... --data D -o OUT   models, exits and peers on the same files: report + page
     leanse serve [--models ...]           a local page to hear a model on your own file
+    leanse compress CHECKPOINT --pipeline c1|c2 --data RECIPE [-o OUT]   004's compression
 
 A mistake in the input (bad audio, a recipe typo, a foreign checkpoint) prints one line that says
 what to do and exits with status 2.
@@ -144,6 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
     export.set_defaults(handler=cmd_export)
 
     _add_compare_commands(commands)
+    from leanse.compress.cli import add_compress_parser
+
+    add_compress_parser(commands)
     return parser
 
 

@@ -82,10 +82,51 @@ def si_sdr_spectral(estimate: torch.Tensor, target: torch.Tensor) -> torch.Tenso
     return neg_si_sdr(estimate, target) + 10.0 * compressed_spectral(estimate, target)
 
 
+def _spec_004(wav: torch.Tensor) -> torch.Tensor:
+    """004's STFT (Sec. III-A: 20 ms Hamming frames, 10 ms hop, 320-point DFT, 161 bins)."""
+    from leanse.models.compression_baselines import _stft
+
+    return _stft().to(wav.device)(wav.reshape(-1, wav.shape[-1]))  # [B, 161, N] complex
+
+
+def tf_magnitude_mse(estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """004's objective for spectral magnitude mapping (LSTM, Sec. III-B2/C): the MSE between
+    estimated and clean STFT magnitudes, averaged over T-F units (on 004's STFT of the
+    waveforms; the models resynthesise with the noisy phase)."""
+    return torch.mean((_spec_004(estimate).abs() - _spec_004(target).abs()) ** 2)
+
+
+def tf_complex_mse(estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """004's objective for complex spectral mapping (GCRN, Sec. III-B4/C): the MSE of the real
+    and imaginary parts, averaged over T-F units."""
+    diff = _spec_004(estimate) - _spec_004(target)
+    return torch.mean(diff.real ** 2 + diff.imag ** 2) / 2
+
+
+def irm_mse(estimate: torch.Tensor, target: torch.Tensor, noisy: torch.Tensor) -> torch.Tensor:
+    """004's FDNN objective (Sec. III-B1, eq. 12): MSE between the ideal ratio mask
+    ``sqrt(|S|^2 / (|S|^2 + |N|^2))`` and the model's mask, over T-F units. The mask is read off
+    the output as ``|STFT(estimate)| / |STFT(noisy)|``, clipped at 1 (a masking model's output STFT
+    is its mask times the noisy STFT, up to the STFT's consistency), so any waveform model can
+    train on it; for 004's FDNN (sigmoid mask) this is its IRM objective up to that consistency."""
+    noisy_spec = _spec_004(noisy)
+    clean_spec = _spec_004(target)
+    speech = clean_spec.abs() ** 2
+    noise = (noisy_spec - clean_spec).abs() ** 2
+    irm = torch.sqrt(speech / (speech + noise + EPS))
+    mask = (_spec_004(estimate).abs() / (noisy_spec.abs() + EPS)).clamp(max=1.0)  # masks <= 1
+    return torch.mean((mask - irm) ** 2)
+
+
+irm_mse.needs_noisy = True  # type: ignore[attr-defined]  (the task passes the noisy input too)
+
 PairLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 LOSSES: dict[str, PairLoss] = {
     "si_sdr": neg_si_sdr, "snr": neg_snr, "mse": mse, "si_sdr_spectral": si_sdr_spectral,
+    # 004 (Sec. III-C): MSE over T-F units (LSTM: magnitudes; GCRN: real / imaginary parts) or
+    # time samples (TCNN: "mse").
+    "tf_magnitude_mse": tf_magnitude_mse, "tf_complex_mse": tf_complex_mse, "irm_mse": irm_mse,
 }
 
 

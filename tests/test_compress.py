@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+from typing import Callable
 
 import pytest
 import torch
@@ -27,6 +28,7 @@ from leanse.compress import (
     sparse_group_lasso,
     sparsity_report,
 )
+from leanse.errors import ConfigError
 from leanse.models import build_model
 
 torch.set_num_threads(1)
@@ -57,11 +59,11 @@ def test_prunable_tensors_and_groups():
     names = [s.name for s in prunable_tensors(lstm)]
     assert names == ["weight_ih_l0", "weight_hh_l0", "weight_ih_l1", "weight_hh_l1"]
     spec = prunable_tensors(lstm)[0]
-    rows = group_matrix(spec.weight, spec)
+    rows = group_matrix(spec.weight, spec, by="output")
     assert rows.shape == (5, 4 * 3)  # one group per hidden unit, all four gates
     assert torch.equal(rows[1, :3], spec.weight[1]) and torch.equal(rows[1, 3:6], spec.weight[6])
     conv_t = prunable_tensors(nn.ConvTranspose1d(4, 6, 3))[0]
-    assert group_matrix(conv_t.weight, conv_t).shape == (6, 12)
+    assert group_matrix(conv_t.weight, conv_t, by="output").shape == (6, 12)
     assert not any("bias" in s.name for s in prunable_tensors(_model("tiny-tcnn")))
 
 
@@ -79,13 +81,52 @@ def test_group_lasso_and_sgl_values_and_gradient():
     net = _toy()
     # groups (output rows): ||(1,-2)||, ||(0,3)||, ||(4,0)||; p_g = 2; n(G) = 3
     expected = 0.3 / 3 * math.sqrt(2) * (math.sqrt(5) + 3 + 4)
-    value = group_lasso_penalty(net, 0.3)
+    value = group_lasso_penalty(net, 0.3, by="output")
     assert value.item() == pytest.approx(expected, rel=1e-6)
     value.backward()
     g = net[0].weight.grad[0]
     assert torch.allclose(g, 0.3 / 3 * math.sqrt(2) * torch.tensor([1.0, -2.0]) / math.sqrt(5))
-    total = sparse_group_lasso(_toy(), None, 0.5, 0.3)
+    total = sparse_group_lasso(_toy(), None, 0.5, 0.3, by="output")
     assert total.item() == pytest.approx(0.5 * 10 / 4 + expected, rel=1e-6)
+
+
+def test_default_groups_are_004_columns_and_kernels():
+    """004 Sec. II-B: a column of an FC / recurrent matrix (gates concatenated), one kernel of a
+    convolution."""
+    lstm = nn.LSTM(3, 5)
+    ih = prunable_tensors(lstm)[0]
+    cols = group_matrix(ih.weight, ih)
+    assert cols.shape == (3, 4 * 5)  # one group per input: its 20 weights over the four gates
+    assert torch.equal(cols[2], ih.weight[:, 2])
+    conv = prunable_tensors(nn.Conv2d(2, 3, (2, 5)))[0]
+    kernels = group_matrix(conv.weight, conv)
+    assert kernels.shape == (6, 10) and torch.equal(kernels[4], conv.weight[2, 0].reshape(-1))
+    conv_t = prunable_tensors(nn.ConvTranspose1d(4, 6, 3))[0]
+    assert group_matrix(conv_t.weight, conv_t).shape == (24, 3)
+    # toy: columns (1, 0), (-2, 3) of the first layer and (4), (0) of the second; p_g = 2, 2, 1, 1
+    expected = 0.3 / 4 * (math.sqrt(2) * (1 + math.sqrt(13)) + 1 * 4)
+    assert group_lasso_penalty(_toy(), 0.3).item() == pytest.approx(expected, rel=1e-6)
+    with pytest.raises(ConfigError, match="group by"):
+        group_matrix(ih.weight, ih, by="rows")
+
+
+def test_structured_pruning_removes_whole_004_groups_and_iterates():
+    model = _model("tiny-lstm-map")
+    pruner, history = iterative_prune(model, lambda m: 0.0, lambda m, p: None, ratios=0.5,
+                                      tolerance=1.0, max_iterations=2, structured=True)
+    assert len(history) == 2
+    for spec in pruner.tensors:
+        cols = group_matrix(spec.weight.detach(), spec)
+        dead = (cols == 0).all(dim=1)
+        # every group is either whole or gone, and 75 % of the groups are gone
+        assert bool(((cols != 0).all(dim=1) | dead).all())
+        assert int(dead.sum()) == pytest.approx(0.75 * cols.shape[0], abs=1)
+    _, rows = iterative_prune(_model("tiny-lstm-map"), lambda m: 0.0, lambda m, p: None,
+                              ratios=0.5, tolerance=1.0, max_iterations=1, structured=True,
+                              by="output")
+    with pytest.raises(ConfigError):
+        iterative_prune(_model("tiny-fdnn"), lambda m: 0.0, lambda m, p: None, 0.5, 1.0,
+                        structured=True, by="rows")
 
 
 def test_group_lasso_zeroes_groups_on_toy_regression():
@@ -99,8 +140,8 @@ def test_group_lasso_zeroes_groups_on_toy_regression():
         loss = ((net(x) - y) ** 2).mean()
         loss.backward()
         opt.step()
-        sgl_proximal_step_(net, None, 0.05, 0.0, 2.0)
-    norms = group_matrix(net[0].weight, prunable_tensors(net)[0]).norm(dim=1)
+        sgl_proximal_step_(net, None, 0.05, 0.0, 2.0, by="output")
+    norms = group_matrix(net[0].weight, prunable_tensors(net)[0], by="output").norm(dim=1)
     assert int((norms == 0).sum()) >= 4  # whole hidden neurons switched off
     assert loss.item() < 0.5
 
@@ -119,35 +160,82 @@ def _reference_evaluate(model: nn.Module):
     return evaluate
 
 
-def test_sensitivity_table_monotone_ish_and_choice():
+def test_sensitivity_restores_weights_and_loose_tolerance_allows_everything():
     model = _model("tiny-fdnn")
     evaluate = _reference_evaluate(model)
     state = copy.deepcopy(model.state_dict())
-    table = pruning_sensitivity(model, evaluate, tolerance=1e-7,
-                                ratios=[0.0, 0.2, 0.5, 0.8, 1.0])
+    table = pruning_sensitivity(model, evaluate, tolerance=1e-7, ratios=[0.0, 0.2, 0.5, 0.8, 1.0])
     assert set(table) == {"net.0.weight", "net.2.weight", "net.4.weight"}
-    for row in table.values():
-        drops = row["drops"]
-        assert drops[0] == pytest.approx(0.0)
-        assert drops[-1] >= max(drops) - 1e-12  # largest drop at the largest ratio tried
-        tried = row["ratios"]
-        assert row["chosen"] == (tried[-2] if drops[-1] > 1e-7 else 1.0)
     for k, v in model.state_dict().items():  # every tensor restored
         assert torch.equal(v, state[k])
     loose = pruning_sensitivity(model, evaluate, tolerance=1e9, ratios=[0.5, 1.0])
     assert all(r["chosen"] == 1.0 for r in loose.values())
-    structured = pruning_sensitivity(model, evaluate, 1e-7, [0.0, 0.5], structured=True)
-    assert "chosen=" in format_table(structured)
 
 
-def test_quantization_sensitivity_picks_bits():
-    model = _model("tiny-fdnn")
-    evaluate = _reference_evaluate(model)
-    table = quantization_sensitivity(model, evaluate, tolerance=1e-3, max_bits=6)
-    for row in table.values():
-        assert row["chosen"] == row["bits"][-1] and 0 <= row["chosen"] <= 6
-    strict = quantization_sensitivity(model, evaluate, tolerance=-1.0, max_bits=3)
-    assert all(r["chosen"] == 3 for r in strict.values())
+def _column_toy() -> tuple[nn.Module, Callable[[nn.Module], float]]:
+    """Linear(4 -> 2) read by inputs whose features 2 and 3 are always 0: its columns 2, 3
+    (small norms) cost nothing, columns 0, 1 (large norms) carry the output."""
+    net = nn.Sequential(nn.Linear(4, 2, bias=False))
+    with torch.no_grad():
+        net[0].weight.copy_(torch.tensor([[3.0, -4.0, 0.1, 0.2], [5.0, 6.0, -0.1, 0.3]]))
+    x = torch.tensor([[1.0, 2.0, 0.0, 0.0], [-1.0, 0.5, 0.0, 0.0]])
+    reference = net(x).detach()
+
+    def evaluate(m: nn.Module) -> float:
+        with torch.no_grad():
+            return -float(((m(x) - reference) ** 2).mean())
+
+    return net, evaluate
+
+
+def test_structured_sensitivity_picks_the_ratio_before_the_first_drop_over_tolerance():
+    """Algorithm 2: the 25 % and 50 % steps remove the two harmless columns (drop 0); 75 % takes
+    a carrying column: the chosen ratio is 50 %, and 100 % is never tried."""
+    net, evaluate = _column_toy()
+    table = pruning_sensitivity(net, evaluate, tolerance=1e-6,
+                                ratios=[0.0, 0.25, 0.5, 0.75, 1.0], structured=True)
+    row = table["0.weight"]
+    assert row["chosen"] == 0.5
+    assert row["ratios"] == [0.0, 0.25, 0.5, 0.75]
+    assert row["drops"][:3] == [0.0, 0.0, 0.0] and row["drops"][3] > 1e-6
+    # unstructured (Algorithm 1) removes weights of the smallest |w|: the same four go first
+    flat = pruning_sensitivity(net, evaluate, 1e-6, ratios=[0.0, 0.5, 0.625], structured=False)
+    assert flat["0.weight"]["chosen"] == 0.5
+
+
+def test_quantization_sensitivity_picks_the_first_bitwidth_under_tolerance():
+    """Algorithm 3 on tensors with exactly 1, 2 and 4 distinct nonzero values: k-means with K
+    clusters is exact from K = #values on, and coarser bit-widths hurt, so the chosen bits are
+    0, 1 and 2 -- the first under the tolerance, not the largest tried."""
+    class Parallel(nn.Sequential):  # three layers reading the same input
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.cat([layer(x) for layer in self], dim=-1)
+
+    net = Parallel(nn.Linear(4, 4, bias=False), nn.Linear(4, 4, bias=False),
+                   nn.Linear(4, 4, bias=False))
+    with torch.no_grad():
+        net[0].weight.fill_(0.5)
+        net[1].weight.copy_(torch.tensor([0.5, -1.0]).repeat(8).reshape(4, 4))
+        net[2].weight.copy_(torch.tensor([0.5, -1.0, 2.0, 3.0]).repeat(4).reshape(4, 4))
+    x = torch.randn(8, 4, generator=torch.Generator().manual_seed(0))
+    reference = net(x).detach()
+
+    def evaluate(m: nn.Module) -> float:
+        with torch.no_grad():
+            return -float(((m(x) - reference) ** 2).mean())
+
+    table = quantization_sensitivity(net, evaluate, tolerance=1e-9, max_bits=6)
+    assert {name: row["chosen"] for name, row in table.items()} == {
+        "0.weight": 0, "1.weight": 1, "2.weight": 2}
+    assert table["2.weight"]["bits"] == [0, 1, 2]
+    assert all(d > 1e-9 for d in table["2.weight"]["drops"][:2])
+    # the 2K > N stop: 3 distinct nonzeros cannot use K = 4, so K = 2 (1 bit) is taken
+    with torch.no_grad():
+        net[0].weight.zero_()
+        net[0].weight.view(-1)[:3] = torch.tensor([1.0, 2.0, 4.0])
+    assert quantization_sensitivity(net, evaluate, 1e-9, 6)["0.weight"]["chosen"] == 1
+    with pytest.raises(ConfigError, match="bits"):
+        quantize_model(net, 9)
 
 
 # --- unstructured pruning -------------------------------------------------------------------
@@ -224,7 +312,7 @@ def test_structured_removal_of_dead_fdnn_neurons_is_exact():
 def test_structured_pruning_then_removal_fdnn():
     model = _model("tiny-fdnn")
     pruner = Pruner(model)
-    pruner.prune_groups({"net.0.weight": 0.5, "net.2.weight": 0.25})
+    pruner.prune_groups({"net.0.weight": 0.5, "net.2.weight": 0.25}, by="output")
     with torch.no_grad():
         pruned_out = model(_wav())
     info = remove_pruned_units(model)
@@ -240,13 +328,13 @@ def _kill_lstm_units(model: nn.Module, layer: int, units: list[int]) -> None:
     with torch.no_grad():
         for kind in ("weight_ih", "weight_hh"):
             getattr(model.rnn, f"{kind}_l{layer}").reshape(4, 32, -1)[:, units] = 0
-    Pruner.from_zeros(model).prune_groups(0.0)
+    Pruner.from_zeros(model).prune_groups(0.0, by="output")
 
 
 def test_structured_removal_of_lstm_units_is_exact():
     model = _model("tiny-lstm-map")
     pruner = Pruner(model)
-    pruner.prune_groups({"rnn.weight_ih_l0": 0.25})
+    pruner.prune_groups({"rnn.weight_ih_l0": 0.25}, by="output")
     dead = (model.rnn.weight_ih_l0.reshape(4, 32, -1).abs().sum(dim=(0, 2)) == 0)
     units = dead.nonzero().flatten().tolist()
     assert len(units) == 8
@@ -307,7 +395,7 @@ def test_quantization_distinct_values_and_packed_size(bits):
     assert model_bytes(model) < dense_bytes - quantized_params * (32 - bits) / 8 * 0.95
 
 
-def test_quantization_of_pruned_tensor_keeps_zeros_and_uses_bitmap():
+def test_quantization_of_pruned_tensor_keeps_zeros_and_codes_positions():
     model = _model("tiny-lstm-map")
     Pruner(model).prune(0.8)
     zeros = {s.name: s.weight.detach() == 0 for s in prunable_tensors(model)}
@@ -318,7 +406,9 @@ def test_quantization_of_pruned_tensor_keeps_zeros_and_uses_bitmap():
         assert torch.unique(w[w != 0]).numel() <= 8
         q = packed.tensors[spec.name]
         nz = int((w != 0).sum())
-        assert q.nbytes() == math.ceil(nz * 3 / 8) + 4 * 8 + math.ceil(w.numel() / 8)
+        positions = q.nbytes() - (math.ceil(nz * 3 / 8) + 4 * 8)
+        assert positions == q.positions.nbytes()
+        assert 0 < positions < math.ceil(w.numel() / 8)  # less than a bitmap at 80 % sparsity
         assert torch.equal(q.unpack(), w)
     assert torch.isfinite(model(_wav())).all()
 

@@ -129,3 +129,34 @@ def test_causal_models_ignore_the_future(preset: str):
     keep = start - 320
     torch.testing.assert_close(a[:, :keep], b[:, :keep], rtol=1e-5, atol=1e-6)
     assert not torch.allclose(a[:, start:], b[:, start:])
+
+
+def test_tcnn_macs_reproduce_004_on_tcnn_framing_counting_weight_macs():
+    """004 Table III prints 4.80G for TCNN. Measured: TCNN's own framing (no padding: 399 frames
+    for 4 s) and MACs of the convolution weights only (thop's conv formulas; BatchNorm folded,
+    PReLU not a MAC) give 4.8045G. 004's 401-frame framing gives 4.83G by the same count, and
+    thop's full count (BN, PReLU included) 4.91G / 4.89G: neither prints as 4.80G."""
+    from leanse.compress.cost import weight_macs
+
+    tcnn = build_model("tcnn-399")
+    assert count_parameters(tcnn) == 5_053_685
+    assert as_printed(weight_macs(tcnn, 4.0), "4.80G") == "4.80G"
+    assert weight_macs(tcnn, 4.0) == 4_804_561_920  # 12,041,508 a frame x 399
+    assert as_printed(weight_macs(build_model("tcnn"), 4.0), "4.80G") == "4.83G"
+    assert as_printed(count_macs(tcnn, 4.0), "4.80G") == "4.89G"
+    # the same weight-only count is exactly the FDNN figure (no biases, one frame per frame)
+    assert as_printed(weight_macs(build_model("fdnn"), 4.0), "3.63G") == "3.63G"
+
+
+def test_tcnn_on_its_own_framing_keeps_the_length():
+    model = build_model(dict(name="tcnn", encoder_channels=[4, 4, 4, 4, 4, 8, 8], tcm_hidden=32,
+                             num_stacks=1, blocks_per_stack=3, framing_pad=0)).eval()
+    with torch.no_grad():
+        out = model(torch.randn(1, 16_000))
+    assert out.shape == (1, 16_000) and torch.isfinite(out).all()
+
+
+def test_tcnn_on_its_own_framing_says_it_does_not_stream():
+    assert build_model("tiny-tcnn").streamable
+    unpadded = build_model({"preset": "tiny-tcnn", "framing_pad": 0})
+    assert not unpadded.streamable and "framing_pad" in unpadded.not_streamable_reason()

@@ -23,7 +23,13 @@ from typing import Callable
 import torch
 from torch import nn
 
-from leanse.compress.regularizers import PrunableTensor, group_index, prunable_tensors
+from leanse.compress.regularizers import (
+    DEFAULT_GROUPING,
+    PrunableTensor,
+    check_grouping,
+    group_index,
+    prunable_tensors,
+)
 from leanse.complexity import count_parameters
 
 __all__ = [
@@ -62,7 +68,7 @@ def magnitude_mask(weight: torch.Tensor, ratio: float, mask: torch.Tensor | None
 
 @torch.no_grad()
 def group_mask(spec: PrunableTensor, ratio: float, mask: torch.Tensor | None = None,
-               by: str = "output") -> torch.Tensor:
+               by: str = DEFAULT_GROUPING) -> torch.Tensor:
     """Mask that additionally removes ``ratio`` of the nonzero groups with the smallest l1 norm
     (Algorithm 2, line 3)."""
     weight = spec.weight
@@ -116,7 +122,7 @@ class Pruner:
         return before - self.nonzeros()
 
     @torch.no_grad()
-    def prune_groups(self, ratios: Ratios, by: str = "output") -> int:
+    def prune_groups(self, ratios: Ratios, by: str = DEFAULT_GROUPING) -> int:
         """Structured: remove ``ratio`` of each tensor's remaining groups; returns #removed.
 
         For RNNs, a hidden unit whose rows are zero in both its ``weight_ih`` and ``weight_hh``
@@ -210,6 +216,7 @@ def iterative_prune(model: nn.Module, evaluate: Callable[[nn.Module], float],
                     tolerance: float, max_iterations: int = 10,
                     target_sparsity: float | None = None, min_removed: float = 0.001,
                     structured: bool = False, pruner: Pruner | None = None,
+                    by: str = DEFAULT_GROUPING,
                     ) -> tuple[Pruner, list[IterationRecord]]:
     """004 Sec. II-B: prune -> fine-tune -> evaluate, repeated.
 
@@ -224,7 +231,10 @@ def iterative_prune(model: nn.Module, evaluate: Callable[[nn.Module], float],
         ratios: a ratio, per-tensor ratios, or a callable giving them each iteration (e.g. a
             wrapper around :func:`leanse.compress.sensitivity.pruning_sensitivity`).
         structured: prune groups (Algorithm 2) instead of weights (Algorithm 1).
+        by: the weight groups of structured pruning (004's columns / kernels by default; see
+            :func:`leanse.compress.regularizers.group_matrix`).
     """
+    check_grouping(by)
     pruner = pruner or Pruner.from_zeros(model)
     base = float(evaluate(model))
     history: list[IterationRecord] = []
@@ -234,7 +244,7 @@ def iterative_prune(model: nn.Module, evaluate: Callable[[nn.Module], float],
         saved = (copy.deepcopy(model.state_dict()), {k: v.clone() for k, v in pruner.masks.items()})
         step = ratios(model, pruner) if callable(ratios) else ratios
         remaining = pruner.nonzeros()
-        removed = pruner.prune_groups(step) if structured else pruner.prune(step)
+        removed = pruner.prune_groups(step, by) if structured else pruner.prune(step)
         fine_tune(model, pruner)
         pruner.apply()
         score = float(evaluate(model))
@@ -391,7 +401,10 @@ def _shrink_lstm(owner: nn.Module, rnn_attr: str, dense_attr: str) -> int:
 
 def remove_pruned_units(model: nn.Module) -> dict:
     """Physically remove dead units where the architecture allows; the model's function is
-    unchanged (up to float rounding).
+    unchanged (up to float rounding). Widths may end up different per layer, so the config may no
+    longer rebuild the model: :func:`leanse.compress.shrink.shrink_model` (what ``leanse
+    compress`` uses) keeps equal widths and a reloadable checkpoint, and handles GRU and
+    bidirectional RNNs too.
 
     Handled: Linear -> elementwise -> Linear chains inside any ``nn.Sequential`` (FDNN), and
     ``rnn`` (``nn.LSTM``) -> ``dense`` (Linear) pairs as in ``lstm_map``. Other structures

@@ -8,13 +8,15 @@ regularisation) and II-D (clustering-based quantization); Sec. III is the experi
 normalisation and PReLU parameters are not (004 prunes "weights"; the choice is ours where the
 paper is silent).
 
-*Weight groups* (``by="output"``, the default) are the unit that structured pruning physically
-removes: one output neuron of a Linear layer (a row of ``weight``), one output channel of a
-(transposed) convolution, one hidden unit of an RNN (its rows in all gates: LSTM ``i, f, g, o``,
-GRU ``r, z, n``). 004 defines groups as *columns* of FC/RNN matrices and as single kernels of
-convolutions (Sec. II-B); ``by="input"`` gives the column (input-unit) groups of every tensor.
-Removing a hidden neuron removes its row in one layer and its column in the next, so both views
-lead to the same smaller network; rows keep the penalty on the tensor that produces the unit.
+*Weight groups* follow 004 Sec. II-B by default (``by="paper"``): a group is one *column* of a
+fully-connected or recurrent weight matrix, the gate matrices concatenated (LSTM ``[4H, I]``: a
+column holds the ``4H`` weights that read one input unit), and one *kernel* of a (transposed)
+convolution (the ``kh x kw`` matrix, or the length-``k`` vector in 1-D, joining one input to one
+output channel). Other groupings stay available: ``by="output"`` gives one output neuron / output
+channel / hidden unit (its rows in all gates: LSTM ``i, f, g, o``, GRU ``r, z, n``), and
+``by="input"`` one input unit (for convolutions: all kernels reading one input channel). A hidden
+unit whose columns are zero in every tensor that reads it feeds nothing and can be removed
+physically (:func:`leanse.compress.shrink.shrink_model`).
 """
 
 from __future__ import annotations
@@ -25,7 +27,13 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from leanse.errors import ConfigError
+
 __all__ = [
+    "DEFAULT_GROUPING",
+    "GROUPINGS",
+    "RegularizerConfig",
+    "regularization",
     "PrunableTensor",
     "prunable_tensors",
     "group_index",
@@ -39,6 +47,9 @@ __all__ = [
 _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _CONV_T = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 _GATES = {"LSTM": 4, "GRU": 3, "RNN_TANH": 1, "RNN_RELU": 1}
+#: Weight groupings: 004's (columns / kernels, the default), output units, input units.
+GROUPINGS = ("paper", "output", "input")
+DEFAULT_GROUPING = "paper"
 
 
 @dataclass(frozen=True)
@@ -102,12 +113,25 @@ def prunable_tensors(model: nn.Module) -> list[PrunableTensor]:
     return found
 
 
-def group_matrix(weight: torch.Tensor, spec: PrunableTensor, by: str = "output") -> torch.Tensor:
+def check_grouping(by: str) -> str:
+    if by not in GROUPINGS:
+        raise ConfigError(f"group by one of {', '.join(GROUPINGS)}, not {by!r}")
+    return by
+
+
+def group_matrix(weight: torch.Tensor, spec: PrunableTensor, by: str = DEFAULT_GROUPING
+                 ) -> torch.Tensor:
     """View ``weight`` as ``[num_groups, group_size]`` (a differentiable reshape).
 
-    ``by="output"``: one row per output unit (RNN: the unit's rows of every gate);
-    ``by="input"``: one row per input unit (004's "columns", Sec. II-B).
+    ``by="paper"`` (004 Sec. II-B): one row per column of an FC / RNN matrix (the gates
+    concatenated), one per kernel of a convolution; ``by="output"``: one row per output unit
+    (RNN: the unit's rows of every gate); ``by="input"``: one row per input unit.
     """
+    check_grouping(by)
+    if by == "paper":
+        if spec.kind in ("conv", "conv_transpose"):
+            return weight.reshape(weight.shape[0] * weight.shape[1], -1)  # [C_out*C_in, k...]
+        return weight.t()  # [I, 4H]: column j = every gate's weights reading input j
     if by == "output":
         w = weight.movedim(spec.out_dim, 0)
         if spec.gates > 1:
@@ -118,10 +142,10 @@ def group_matrix(weight: torch.Tensor, spec: PrunableTensor, by: str = "output")
         in_dim = 1 - spec.out_dim
         w = weight.movedim(in_dim, 0)
         return w.reshape(w.shape[0], -1)
-    raise ValueError(f"group by 'output' or 'input', not {by!r}")
+    raise AssertionError(by)  # unreachable: check_grouping
 
 
-def group_index(spec: PrunableTensor, by: str = "output") -> torch.Tensor:
+def group_index(spec: PrunableTensor, by: str = DEFAULT_GROUPING) -> torch.Tensor:
     """Flat element indices of each group, ``[num_groups, group_size]`` (for building masks)."""
     weight = spec.weight
     flat = torch.arange(weight.numel(), device=weight.device).reshape(weight.shape)
@@ -149,7 +173,7 @@ def l1_penalty(model: nn.Module, weight: float,
 
 def group_lasso_penalty(model: nn.Module, weight: float,
                         groups: list[PrunableTensor] | None = None,
-                        by: str = "output") -> torch.Tensor:
+                        by: str = DEFAULT_GROUPING) -> torch.Tensor:
     """004 Eq. (8): ``R_l21 = lambda_2 / n(G) * sum_{g in G} sqrt(p_g) * ||g||_2``.
 
     ``G`` is every weight group of the given tensors (pruned ones included, as the equation
@@ -170,7 +194,7 @@ def group_lasso_penalty(model: nn.Module, weight: float,
 
 def sparse_group_lasso(model: nn.Module, groups: list[PrunableTensor] | None,
                        lambda_l1: float, lambda_group: float,
-                       by: str = "output") -> torch.Tensor:
+                       by: str = DEFAULT_GROUPING) -> torch.Tensor:
     """004 Eq. (9): ``R_SGL = R_l1 + R_l21`` (Eq. (7) plus Eq. (8)); the loss is ``L + R_SGL``."""
     return (l1_penalty(model, lambda_l1, groups)
             + group_lasso_penalty(model, lambda_group, groups, by))
@@ -178,7 +202,7 @@ def sparse_group_lasso(model: nn.Module, groups: list[PrunableTensor] | None,
 
 @torch.no_grad()
 def sgl_proximal_step_(model: nn.Module, groups: list[PrunableTensor] | None, step: float,
-                       lambda_l1: float, lambda_group: float, by: str = "output") -> None:
+                       lambda_l1: float, lambda_group: float, by: str = DEFAULT_GROUPING) -> None:
     """Proximal operator of Eq. (9) for a gradient step of size ``step``, in place.
 
     004 trains with the penalty added to the loss (plain (sub)gradients, which shrink groups but
@@ -200,3 +224,44 @@ def sgl_proximal_step_(model: nn.Module, groups: list[PrunableTensor] | None, st
         norms = torch.linalg.vector_norm(rows, dim=1, keepdim=True)
         scale = torch.clamp(1.0 - threshold / norms.clamp_min(1e-30), min=0.0)
         w.view(-1)[index.reshape(-1)] = (rows * scale).reshape(-1)
+
+
+@dataclass
+class RegularizerConfig:
+    """``train.regularizer`` of a recipe: the sparse penalty added to the task's loss.
+
+    ``kind``: ``l1`` (Eq. (7), 004's C1) or ``sgl`` (Eq. (9), 004's C2); ``weight``: lambda_1;
+    ``group_weight``: lambda_2 (``sgl`` only); ``grouping``: the weight groups of Eq. (8);
+    ``decay``: lambda_1 and lambda_2 are multiplied by this after every pruning iteration (004
+    Sec. III-C: "decay by 10 %", i.e. 0.9), which ``leanse compress`` applies.
+    """
+
+    kind: str = "l1"
+    weight: float = 0.1
+    group_weight: float = 0.0
+    grouping: str = DEFAULT_GROUPING
+    decay: float = 0.9
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("l1", "sgl"):
+            raise ConfigError(f"train.regularizer.kind: expected l1 or sgl, got {self.kind!r}")
+        for name in ("weight", "group_weight"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise ConfigError(f"train.regularizer.{name}: a number >= 0, not {value!r}")
+        if not 0 < self.decay <= 1:
+            raise ConfigError(f"train.regularizer.decay: in (0, 1], not {self.decay!r}")
+        check_grouping(self.grouping)
+
+    def scaled(self, iterations: int) -> "RegularizerConfig":
+        """The lambdas after ``iterations`` pruning iterations."""
+        factor = self.decay ** iterations
+        return RegularizerConfig(self.kind, self.weight * factor, self.group_weight * factor,
+                                 self.grouping, self.decay)
+
+
+def regularization(model: nn.Module, config: RegularizerConfig) -> torch.Tensor:
+    """The penalty ``config`` asks for on ``model``'s prunable tensors (Eq. (7) or (9))."""
+    if config.kind == "l1":
+        return l1_penalty(model, config.weight)
+    return sparse_group_lasso(model, None, config.weight, config.group_weight, config.grouping)

@@ -22,7 +22,7 @@ from torch import nn
 
 from leanse.compress.pruning import Pruner, group_mask, magnitude_mask
 from leanse.compress.quantization import quantize_tensor
-from leanse.compress.regularizers import PrunableTensor, prunable_tensors
+from leanse.compress.regularizers import DEFAULT_GROUPING, PrunableTensor, prunable_tensors
 
 __all__ = ["PAPER_RATIOS", "pruning_sensitivity", "quantization_sensitivity",
            "chosen_ratios", "format_table"]
@@ -36,7 +36,7 @@ Table = dict[str, dict]
 @torch.no_grad()
 def pruning_sensitivity(model: nn.Module, evaluate: Callable[[nn.Module], float],
                         tolerance: float, ratios: Sequence[float] = PAPER_RATIOS,
-                        structured: bool = False, by: str = "output",
+                        structured: bool = False, by: str = DEFAULT_GROUPING,
                         tensors: list[PrunableTensor] | None = None) -> Table:
     """004 Algorithm 1 (``structured=False``) or 2 (``structured=True``).
 
@@ -119,13 +119,15 @@ def format_table(table: Table) -> str:
 
 
 def make_pruning_schedule(evaluate: Callable[[nn.Module], float], tolerance: float,
-                          structured: bool = False, ratios: Sequence[float] = PAPER_RATIOS
+                          structured: bool = False, ratios: Sequence[float] = PAPER_RATIOS,
+                          by: str = DEFAULT_GROUPING,
                           ) -> Callable[[nn.Module, Pruner], dict[str, float]]:
     """A ``ratios`` callable for :func:`leanse.compress.pruning.iterative_prune` that reruns the
-    sensitivity analysis before every pruning iteration (004 Sec. II-B)."""
+    sensitivity analysis before every pruning iteration (004 Sec. II-B). Pass the same ``by``
+    to ``iterative_prune`` so that the analysis and the pruning use the same groups."""
 
     def schedule(model: nn.Module, pruner: Pruner) -> dict[str, float]:
         return chosen_ratios(pruning_sensitivity(model, evaluate, tolerance, ratios, structured,
-                                                 tensors=pruner.tensors))
+                                                 by, tensors=pruner.tensors))
 
     return schedule

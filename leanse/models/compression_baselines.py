@@ -28,11 +28,17 @@ depends on input at most one frame, 320 samples = 20 ms, later).
   and not affecting any count: frequency padding 2 (the last encoder layer 1, to land on 4 bins),
   the transposed convolutions' causal cropping (their extra last frame is dropped), overlap-add
   divided by the frame overlap (rectangular frames).
-  **MACs do not reproduce**: thop counts 4.91G on 4 s (401 frames) against the printed 4.80G
-  (+2.3 %); the parameters are exact. Frequency padding 1 in layers 3-7 (widths 320, 160, 79,
-  39, 19, 9, 4, as in public re-implementations), transposed convolutions padded in time and no
-  framing padding (399 frames) come to about 4.80G (a hand estimate, not a registered model),
-  but contradict 004's 401-frame framing, so they are not used here.
+  **MACs**: thop counts 4.91G on 4 s (401 frames) against the printed 4.80G (+2.3 %); the
+  parameters are exact. What reproduces 4.80G (measured, ``tests/test_compression_models.py``):
+  TCNN's own framing -- 320-sample frames, hop 160, *no* padding, i.e. 399 frames for 4 s
+  (preset ``tcnn-399``; 004 used Pandey's implementation, its acknowledgement says) -- and
+  counting the multiply-accumulates of the convolution weights only (thop's conv formulas, which
+  leave out biases and count a transposed convolution as ``output positions x C_in x k``), with
+  BatchNorm folded into the convolutions at inference and PReLU not a MAC
+  (:func:`leanse.compress.cost.weight_macs`): 12,041,508 MACs a frame x 399 = 4.8046G. With
+  BatchNorm and PReLU counted as thop does, 399 frames give 4.89G; 401 frames without them 4.83G.
+  No choice of frequency paddings reaches 4.80G at 401 frames (the smallest, padding 1 in layers
+  2-7, counts 4.83G with thop).
 * ``gcrn`` (Sec. III-B4; Tan & Wang, "Learning complex spectral mapping with gated convolutional
   recurrent networks for monaural speech enhancement", IEEE/ACM TASLP 2020), GCRN-complex: real
   and imaginary STFT as 2 channels; 5 gated Conv2d (1, 3) stride (1, 2) encoder blocks
@@ -219,6 +225,8 @@ class TCNN(_PaddedSTFTStreaming, EnhancementModel):
         num_stacks: stacks of dilation blocks (3; 2 in TCNN_S).
         blocks_per_stack: residual blocks per stack, dilations 1, 2, 4, ... (6: up to 32).
         sample_rate: 16000.
+        framing_pad: zero samples framed on each side: 160 = 004's framing (401 frames for
+            4 s), 0 = TCNN's own (Pandey & Wang 2019: 399 frames), which reproduces 004's MACs.
     """
 
     FRAME = 320
@@ -228,7 +236,7 @@ class TCNN(_PaddedSTFTStreaming, EnhancementModel):
 
     def __init__(self, encoder_channels: list[int] | None = None, tcm_hidden: int = 512,
                  num_stacks: int = 3, blocks_per_stack: int = 6,
-                 sample_rate: int = 16000) -> None:
+                 sample_rate: int = 16000, framing_pad: int = PAD) -> None:
         super().__init__(sample_rate)
         encoder_channels = list(encoder_channels or [16, 16, 16, 32, 32, 64, 64])
         if len(encoder_channels) != 7:
@@ -237,7 +245,8 @@ class TCNN(_PaddedSTFTStreaming, EnhancementModel):
         self.tcm_hidden = tcm_hidden
         self.num_stacks = num_stacks
         self.blocks_per_stack = blocks_per_stack
-        self.framing = PaddedFraming(self.FRAME, HOP, PAD)
+        self.framing_pad = framing_pad
+        self.framing = PaddedFraming(self.FRAME, HOP, framing_pad)
 
         widths = [self.FRAME]
         for stride, pad in zip(self.STRIDES, self.PADDING):
@@ -298,6 +307,12 @@ class TCNN(_PaddedSTFTStreaming, EnhancementModel):
         return x.squeeze(1)
 
     # -- streaming: one 320-sample frame per 160-sample hop ---------------------------------
+
+    def not_streamable_reason(self) -> str | None:
+        if self.framing_pad != PAD:  # the unpadded end is not reproduced step by step (measured)
+            return (f"streaming TCNN needs 004's framing (framing_pad={PAD}); framing_pad="
+                    f"{self.framing_pad} (tcnn-399) is for counting 004's MACs")
+        return super().not_streamable_reason()
 
     def build_stream_framing(self) -> StreamingFraming:
         return StreamingFraming(self.FRAME, HOP, PAD, self.framing.window, reflect=False,
@@ -542,6 +557,8 @@ def _presets() -> None:
     register_preset("lstm-4x1024", dict(name="lstm_map", hidden_size=1024, num_layers=4))
     register_preset("lstm-4x320", dict(name="lstm_map", hidden_size=320, num_layers=4))
     register_preset("tcnn", dict(name="tcnn"))
+    # TCNN on its own framing (no padding: 399 frames for 4 s): 004's 4.80G (see the docstring)
+    register_preset("tcnn-399", dict(name="tcnn", framing_pad=0))
     register_preset("tcnn-small", dict(name="tcnn", tcm_hidden=256, num_stacks=2))
     register_preset("gcrn", dict(name="gcrn"))
     register_preset("gcrn-small", dict(name="gcrn", encoder_channels=[16, 32, 64, 64, 128],

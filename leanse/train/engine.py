@@ -35,6 +35,7 @@ from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader
 
 from leanse.checkpoint import save_checkpoint
+from leanse.compress.regularizers import RegularizerConfig, regularization
 from leanse.data.datamodule import MixtureDataset
 from leanse.errors import ConfigError
 from leanse.losses import get_loss
@@ -67,6 +68,7 @@ class TrainConfig:
     seed: int = 0
     threads: int | None = None  # torch threads for training (None: torch's default)
     trace: bool = False  # write the mixture ids each rank saw (checks data-parallel sharding)
+    regularizer: RegularizerConfig | None = None  # 004 eqs. 7-9: {kind: l1|sgl, weight, ...}
 
     def __post_init__(self) -> None:
         if self.optimizer not in ("adam", "amsgrad"):
@@ -101,13 +103,20 @@ class EnhancementTask(L.LightningModule):
 
     def compute_loss(self, batch: dict) -> torch.Tensor:
         """The training objective of one batch; stages with another objective override this."""
-        return self.loss_fn(self.model(batch["noisy"]), batch["clean"])
+        estimate = self.model(batch["noisy"])
+        if getattr(self.loss_fn, "needs_noisy", False):  # e.g. 004's IRM target
+            return self.loss_fn(estimate, batch["clean"], batch["noisy"])
+        return self.loss_fn(estimate, batch["clean"])
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         if self.config.trace:
             self.seen_ids.extend(batch["id"])
         loss = self.compute_loss(batch)
         self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(batch["noisy"]))
+        if self.config.regularizer is not None:  # sparse regularisation (004 Sec. II-C)
+            penalty = regularization(self.model, self.config.regularizer)
+            self.log("penalty", penalty, on_step=True, on_epoch=True, batch_size=len(batch["noisy"]))
+            loss = loss + penalty
         return loss
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:

@@ -39,6 +39,7 @@ class Recipe:
     train: TrainConfig = field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     stages: dict[str, Any] = field(default_factory=dict)  # options of multi-stage recipes
+    compress: dict[str, Any] = field(default_factory=dict)  # `leanse compress` options (004)
 
     @property
     def run_dir(self) -> Path:

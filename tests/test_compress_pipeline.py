@@ -1,0 +1,174 @@
+"""004's C1 / C2 pipelines end to end on two model families (tiny), via `leanse compress`."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from leanse.checkpoint import load_checkpoint, save_checkpoint
+from leanse.cli import main
+from leanse.compress import Pruner, prunable_tensors, quantize_model, save_packed
+from leanse.errors import ConfigError
+from leanse.models import build_model
+
+torch.set_num_threads(1)
+
+
+def _recipe(tmp_path: Path, corpus_root: Path, **compress) -> Path:
+    recipe = {
+        "name": "compress-test",
+        "model": {"preset": "tiny-mask-rnn"},
+        "data": {"corpus": "librispeech", "root": str(corpus_root), "snrs": [0, 5],
+                 "examples_per_epoch": 16, "valid_size": 4, "test_size": 4, "batch_size": 8,
+                 "eval_segment_seconds": 1.0},
+        "train": {"accelerator": "cpu", "progress_bar": False, "log_every_n_steps": 1,
+                  "loss": "si_sdr", "threads": 1},
+        "compress": {"fine_tune_epochs": 1, "max_iterations": 2, "sensitivity_size": 4,
+                     "score_size": 4, "ratios": [0.0, 0.25, 0.5, 0.75, 0.9],
+                     "alpha_prune": 0.2, "alpha_quant": 0.5, "stoi_drop": 1.0,
+                     "pesq_drop": 5.0, "max_bits": 6, **compress},
+    }
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    return path
+
+
+def _digest(folder: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
+
+
+@pytest.mark.parametrize("preset,pipeline", [("tiny-mask-rnn", "c1"), ("tiny-fdnn", "c2")])
+def test_pipeline_compresses_reloads_and_never_touches_the_input(tmp_path, corpus_root, capsys,
+                                                                 preset, pipeline):
+    torch.manual_seed(0)
+    source = save_checkpoint(build_model(preset), tmp_path / "model")
+    before = _digest(source)
+    recipe = _recipe(tmp_path, corpus_root)
+    out = tmp_path / "out"
+    assert main(["compress", str(source), "--pipeline", pipeline, "--data", str(recipe),
+                 "-o", str(out)]) == 0
+    assert '"rate_by_file"' in capsys.readouterr().out
+    assert _digest(source) == before  # the input checkpoint is only read
+    state = json.loads((out / "compress.json").read_text())
+    assert state["history"] and state["history"][0]["removed"] > 0
+    packed = load_checkpoint(out / "packed")
+    pruned = load_checkpoint(out / "pruned")
+    left = Pruner.from_zeros(pruned).sparsity()
+    assert left > 0.2  # pruning happened
+    sizes = state["sizes"]
+    assert sizes["input_bytes"] == sum(t.numel() * 4 for t in build_model(preset).state_dict().values())
+    assert sizes["file_bytes"] < sizes["input_bytes"] / 3 and sizes["rate_by_file"] > 3
+    for spec in prunable_tensors(packed):
+        assert torch.unique(spec.weight.detach()).numel() <= 2 ** 6 + 1  # codebook + zero
+    wav = torch.randn(1, 16000)
+    with torch.no_grad():
+        assert torch.isfinite(packed(wav)).all()
+    from leanse.compress.report import write_compression_report
+    from leanse.train.recipe import load_recipe
+
+    report = write_compression_report(source, [out], load_recipe(recipe), tmp_path / "report",
+                                      rtf_seconds=0.5)
+    text = report.read_text()
+    assert "| uncompressed |" in text and f"({pipeline.upper()})" in text
+    assert (tmp_path / "report" / "compression.png").stat().st_size > 10_000
+    if pipeline == "c2" and (out / "shrunk").is_dir():
+        shrunk = load_checkpoint(out / "shrunk")
+        assert sum(p.numel() for p in shrunk.parameters()) < sum(p.numel() for p in pruned.parameters())
+
+    # resumable: a second call finds every iteration done and trains nothing again
+    mtimes = {p: p.stat().st_mtime for p in (out / "work").rglob("*.safetensors")}
+    assert main(["compress", str(source), "--pipeline", pipeline, "--data", str(recipe),
+                 "-o", str(out)]) == 0
+    assert {p: p.stat().st_mtime for p in (out / "work").rglob("*.safetensors")} == mtimes
+    assert json.loads((out / "compress.json").read_text())["history"] == state["history"]
+
+
+def test_compress_bad_input_is_one_line(tmp_path, corpus_root, capsys):
+    source = save_checkpoint(build_model("tiny-mask-rnn"), tmp_path / "model")
+    recipe = _recipe(tmp_path, corpus_root)
+    for args, expected in [
+        (["--alpha", "-1", "0.1"], "tolerance"),
+        (["-o", str(source)], "must not be the input"),
+    ]:
+        code = main(["compress", str(source), "--pipeline", "c1", "--data", str(recipe), *args])
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and expected in err and "\n" not in err
+    code = main(["compress", str(source), "--pipeline", "c1", "--data", str(recipe),
+                 "--set", "compress.max_bits=12"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "max_bits" in err
+    model = build_model("tiny-mask-rnn")
+    packed = save_packed(model, tmp_path / "packed", quantize_model(model, 2, max_iter=5))
+    code = main(["compress", str(packed), "--pipeline", "c2", "--data", str(recipe)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "already a compressed" in err
+
+
+def test_regularizer_in_the_engine_decays_per_iteration_and_sparsifies():
+    """train.regularizer adds Eq. (7) / (9) to the loss; lambdas x0.9 per pruning iteration."""
+    from leanse.compress.regularizers import RegularizerConfig, regularization
+    from leanse.train.engine import EnhancementTask, TrainConfig
+
+    config = RegularizerConfig("sgl", weight=1.0, group_weight=0.5)
+    assert config.scaled(3).weight == pytest.approx(0.729)
+    assert config.scaled(3).group_weight == pytest.approx(0.5 * 0.729)
+    torch.manual_seed(0)
+    model = build_model("tiny-mask-rnn")
+    task = EnhancementTask(model, TrainConfig(regularizer=RegularizerConfig("l1", 1e3)))
+    batch = {"noisy": torch.randn(2, 4000), "clean": torch.randn(2, 4000), "id": ["a", "b"]}
+    task.log = lambda *a, **k: None  # outside a Trainer
+    plain = task.compute_loss(batch)
+    total = task.training_step(batch, 0)
+    assert float(total - plain) == pytest.approx(float(regularization(model, task.config.regularizer)),
+                                                 rel=1e-4)
+    with pytest.raises(ConfigError, match="regularizer.kind"):
+        RegularizerConfig("l2")
+
+
+def test_004_objectives_are_zero_at_the_target_and_positive_elsewhere():
+    """004 Sec. III-C: MSE over T-F units -- magnitudes (LSTM), real / imaginary parts (GCRN),
+    the IRM (FDNN) -- or time samples (TCNN: ``mse``)."""
+    from leanse.losses import get_loss
+
+    g = torch.Generator().manual_seed(0)
+    clean = torch.randn(2, 8000, generator=g) * 0.1
+    noise = torch.randn(2, 8000, generator=g) * 0.1
+    noisy = clean + noise
+    for name in ("tf_magnitude_mse", "tf_complex_mse"):
+        loss = get_loss(name)
+        assert float(loss(clean, clean)) == pytest.approx(0.0, abs=1e-10)
+        assert float(loss(noisy, clean)) > 1e-4
+    irm = get_loss("irm_mse")
+    assert irm.needs_noisy
+    # the noisy input itself is mask 1 everywhere: its error is the mean of (1 - IRM)^2 > 0
+    assert float(irm(noisy, clean, noisy)) > 0.05
+    # a masking model that applies the IRM itself scores (up to STFT consistency) ~0
+    from leanse.losses import _spec_004
+    from leanse.models.compression_baselines import _stft
+
+    spec, speech = _spec_004(noisy), _spec_004(clean)
+    ideal = torch.sqrt(speech.abs() ** 2 / (speech.abs() ** 2 + (spec - speech).abs() ** 2 + 1e-8))
+    masked = _stft().inverse(spec * ideal, length=8000)
+    assert float(irm(masked, clean, noisy)) < 0.1 * float(irm(noisy, clean, noisy))
+
+
+@pytest.mark.parametrize("path", sorted(Path(__file__).parents[1].glob("recipes/compression/*.yaml")))
+def test_compression_recipes_load_with_valid_compress_sections(path):
+    from leanse.compress.pipeline import CompressConfig
+    from leanse.config import from_dict
+    from leanse.losses import get_loss
+    from leanse.train.recipe import load_recipe
+
+    recipe = load_recipe(path)
+    config = from_dict(CompressConfig, dict(recipe.compress), "compress")
+    build_model(recipe.model)
+    get_loss(recipe.train.loss)
+    if "paper" in path.name:
+        assert recipe.train.optimizer == "amsgrad" and recipe.train.lr == 0.001
+        assert (recipe.train.lr_decay, recipe.train.lr_decay_every) == (0.98, 2)
+        assert config.decay == 0.9

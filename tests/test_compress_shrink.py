@@ -1,0 +1,141 @@
+"""Physical shrinking: whole units leave every tensor together, the function and config hold."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from leanse.checkpoint import load_checkpoint, save_checkpoint
+from leanse.complexity import count_parameters
+from leanse.compress.cost import sparse_macs, weight_macs
+from leanse.compress.shrink import dead_rnn_units, shrink_model
+from leanse.models import build_model
+
+torch.set_num_threads(1)
+
+
+def _silence_readers(rnn: nn.RNNBase, consumer: torch.Tensor, units: list[int]) -> None:
+    """Zero every column that reads ``units`` (004 column groups): their own recurrent columns
+    in every direction and the columns of whatever reads the layer."""
+    dirs = 2 if rnn.bidirectional else 1
+    hidden = rnn.hidden_size
+    with torch.no_grad():
+        for layer in range(rnn.num_layers):
+            for d in range(dirs):
+                sfx = f"_l{layer}{'_reverse' if d else ''}"
+                getattr(rnn, "weight_hh" + sfx)[:, units] = 0
+                readers = [consumer] if layer == rnn.num_layers - 1 else [
+                    getattr(rnn, f"weight_ih_l{layer + 1}{'_reverse' if d2 else ''}")
+                    for d2 in range(dirs)]
+                for w in readers:
+                    w[:, [u + d * hidden for u in units]] = 0
+
+
+@pytest.mark.parametrize("rnn_type", ["lstm", "gru"])
+def test_mask_rnn_units_leave_every_tensor_and_the_checkpoint_reloads(tmp_path, rnn_type):
+    torch.manual_seed(0)
+    model = build_model(dict(name="mask_rnn", rnn_type=rnn_type, hidden_size=16, num_layers=2,
+                             n_fft=64, hop_length=16)).eval()
+    _silence_readers(model.rnn, model.dense.weight, [1, 5, 7])
+    wav = torch.randn(1, 4000)
+    with torch.no_grad():
+        before = model(wav)
+    macs_before = weight_macs(model, 1.0)
+    info = shrink_model(model)
+    assert info["units_removed"] == 6 and info["reloadable"]
+    assert model.rnn.hidden_size == 13 and model.config["hidden_size"] == 13
+    assert model.dense.in_features == 13
+    gates = 4 if rnn_type == "lstm" else 3
+    assert model.rnn.weight_ih_l0.shape == (gates * 13, 33)
+    assert model.rnn.weight_hh_l1.shape == (gates * 13, 13)
+    assert weight_macs(model, 1.0) < macs_before
+    with torch.no_grad():
+        torch.testing.assert_close(model(wav), before, rtol=1e-5, atol=1e-6)
+    folder = save_checkpoint(model, tmp_path / "shrunk")
+    with torch.no_grad():
+        torch.testing.assert_close(load_checkpoint(folder)(wav), before, rtol=1e-5, atol=1e-6)
+
+
+class _BiRNN(nn.Module):
+    def __init__(self, rnn_type: type[nn.RNNBase]) -> None:
+        super().__init__()
+        self.hidden_size = 8
+        self.rnn = rnn_type(6, 8, num_layers=2, batch_first=True, bidirectional=True)
+        self.dense = nn.Linear(16, 6)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dense(self.rnn(x)[0])
+
+
+@pytest.mark.parametrize("rnn_type", [nn.LSTM, nn.GRU])
+def test_bidirectional_units_go_in_both_directions_together(rnn_type):
+    torch.manual_seed(0)
+    model = _BiRNN(rnn_type).eval()
+    _silence_readers(model.rnn, model.dense.weight, [2, 6])
+    with torch.no_grad():  # unit 4 is unread only in the forward direction: it must stay
+        model.rnn.weight_hh_l0[:, 4] = 0
+        model.rnn.weight_ih_l1[:, 4] = 0
+        model.rnn.weight_ih_l1_reverse[:, 4] = 0
+    dead = dead_rnn_units(model.rnn, model.dense.weight)
+    assert dead[0].nonzero().flatten().tolist() == [2, 6]
+    x = torch.randn(2, 10, 6)
+    with torch.no_grad():
+        before = model(x)
+    info = shrink_model(model)
+    assert info["units_removed"] == 4 and model.rnn.hidden_size == 6
+    assert model.rnn.weight_ih_l1.shape[1] == 12 and model.dense.in_features == 12
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), before, rtol=1e-5, atol=1e-6)
+
+
+def test_layers_lose_the_same_number_of_units_so_the_config_stays_true():
+    torch.manual_seed(0)
+    model = build_model("tiny-lstm-map").eval()
+    with torch.no_grad():  # layer 0: units 0, 3, 9 unread; layer 1: only unit 4
+        model.rnn.weight_hh_l0[:, [0, 3, 9]] = 0
+        model.rnn.weight_ih_l1[:, [0, 3, 9]] = 0
+        model.rnn.weight_hh_l1[:, [4]] = 0
+        model.dense.weight[:, [4]] = 0
+    wav = torch.randn(1, 3000)
+    with torch.no_grad():
+        before = model(wav)
+    info = shrink_model(model)
+    assert info["units_removed"] == 2 and model.hidden_size == 31 and info["reloadable"]
+    with torch.no_grad():
+        torch.testing.assert_close(model(wav), before, rtol=1e-5, atol=1e-6)
+
+
+def test_fdnn_chain_shrinks_with_dead_rows_folded():
+    torch.manual_seed(0)
+    model = build_model("tiny-fdnn").eval()
+    with torch.no_grad():
+        model.net[0].weight[[1, 5]] = 0  # constant units: relu(bias) folded into the next bias
+        model.net[2].weight[:, [3, 4]] = 0  # unread units
+        model.net[2].weight[[0, 9, 11]] = 0
+        model.net[4].weight[:, [9]] = 0
+    wav = torch.randn(1, 3000)
+    with torch.no_grad():
+        before = model(wav)
+    params = count_parameters(model)
+    info = shrink_model(model)
+    assert info["units_removed"] == 2 * 3 and model.hidden_size == 29 and info["reloadable"]
+    assert count_parameters(model) < params
+    with torch.no_grad():
+        torch.testing.assert_close(model(wav), before, rtol=1e-5, atol=1e-6)
+
+
+def test_nonzero_macs_skip_zero_weights():
+    """004 Table III: MACs of the nonzero weights. Zeroing half of one Linear's weights removes
+    exactly half of that layer's multiply-accumulates from the count."""
+    model = build_model("tiny-fdnn").eval()
+    full = sparse_macs(model, 1.0)
+    assert full["nonzero"] == full["dense"]
+    frames = 16000 // 160 + 1  # 004 framing: hop 160, 160 samples of padding on each side
+    with torch.no_grad():
+        model.net[2].weight.view(-1)[::2] = 0
+    half = model.net[2].weight.numel() // 2
+    sparse = sparse_macs(model, 1.0)
+    assert sparse["dense"] == full["dense"]
+    assert full["dense"] - sparse["nonzero"] == half * frames
+    assert weight_macs(model, 1.0, nonzero=True) == weight_macs(model, 1.0) - half * frames
