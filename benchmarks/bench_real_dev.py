@@ -50,11 +50,12 @@ def main() -> None:
     parser.add_argument("--peers", default="rnnoise,dfn3", help="comma-separated: rnnoise, dfn3, noisereduce (empty: none)")
     parser.add_argument("--out", type=Path, default=Path("runs/real_dev"))
     parser.add_argument("--limit", type=int, default=None, help="score only the first N files")
+    parser.add_argument("--workers", type=int, default=2, help="scoring processes (0: score in this process)")
     args = parser.parse_args()
     torch.set_num_threads(1)
 
     comparison = compare_models(args.models, args.dev, args.out / "compare",
-                                peers=[p for p in args.peers.split(",") if p], limit=args.limit, workers=0,
+                                peers=[p for p in args.peers.split(",") if p], limit=args.limit, workers=args.workers,
                                 dnsmos=True)
     overall = []
     for row in comparison.overall_rows():

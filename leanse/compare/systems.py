@@ -7,9 +7,9 @@ A spec is one of
 * any of those at an exit of a scalable model: ``RUN@l=2`` runs BLOOM-Net's first 2 blocks
   (the same ``blocks`` argument as ``enhance --blocks``);
 * a peer: ``rnnoise``, ``dfn3``, ``noisereduce`` (:mod:`leanse.peers`);
-* a file of another format, through :data:`LOADERS`: a small dispatch table that the packed
-  compressed format (issue 8) and ONNX (issue 9) plug into. A format whose loader is not in this
-  installation gets a one-line error saying so.
+* a packed compressed model (``leanse compress``), which is a checkpoint folder like any other;
+* a file of another format, through :data:`LOADERS`: a small dispatch table (ONNX graphs from
+  ``leanse export``); any other file gets a one-line error saying what to give instead.
 
 Every system runs ``[B, T] -> [B, T]`` at ``sample_rate`` (the model interface that
 :func:`leanse.evaluate.evaluate_model` scores), and knows its cost, taken from
@@ -208,20 +208,16 @@ class OnnxRunner:
         return self
 
 
-def _load_packed(spec: str, path: Path) -> System:
-    # Issue 8 (packed compressed files) plugs its reader in here, like _load_onnx.
-    try:
-        from leanse.compress.packed import load_packed  # type: ignore[import-not-found]
-    except ImportError:
-        raise ConfigError(f"{spec}: a file that is not a leanse checkpoint; packed compressed models "
-                          "are not supported by this leanse yet (issue 8)") from None
-    return System(spec, path.stem, load_packed(path), "packed")
+def _not_a_model_file(spec: str, path: Path) -> System:
+    # Packed compressed models (``leanse compress``) are checkpoint folders and load as checkpoints.
+    raise ConfigError(f"{spec}: not a model leanse can run; give a checkpoint folder (packed "
+                      "compressed models included), a bundled name, a peer or an .onnx file")
 
 
 #: Tried in order for a spec that is an existing *file* other than a checkpoint's own files.
 LOADERS: list[Loader] = [
     Loader("onnx", lambda path: path.suffix.lower() == ".onnx", _load_onnx),
-    Loader("packed", lambda path: True, _load_packed),  # the fallback for any other file
+    Loader("other", lambda path: True, _not_a_model_file),  # the fallback for any other file
 ]
 
 
