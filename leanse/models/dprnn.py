@@ -328,8 +328,41 @@ def dual_path_preroll(blocks: list[nn.Module], state: State, shape: tuple[int, i
     return list(new_state)
 
 
+class DualPathStreaming:
+    """Chunk-wise streaming shared by DPRNN-TasNet and GroupComm: one hop of ``T = chunk_size / 2``
+    frames per step; state = encoder buffer, the norm's running sums, each block's states, the
+    decoder's overlap-add tail. ``_block_rows(batch)`` is how many sequences each block carries."""
+
+    def not_streamable_reason(self) -> str | None:
+        return dual_path_streaming_reason(self)
+
+    @property
+    def hop(self) -> int:
+        return self.chunk_size // 2 * self.stride
+
+    @property
+    def latency_samples(self) -> int:
+        return self.kernel_size - self.stride
+
+    @property
+    def lookahead(self) -> int:
+        return self.kernel_size - self.stride
+
+    def _block_rows(self, batch: int) -> int:
+        return batch
+
+    def state_specs(self, batch: int = 1) -> list[StateSpec]:
+        self._require_streamable()
+        half, width = self.chunk_size // 2, self.kernel_size - self.stride
+        specs = [StateSpec("encoder_buffer", (batch, width))]
+        specs += self.encoder_norm.state_specs("encoder_norm", batch)
+        for index, block in enumerate(self.blocks):
+            specs += block.state_specs(f"block{index + 1}", self._block_rows(batch), half)
+        return specs + [StateSpec("decoder_ola", (batch, width))]
+
+
 @register_model("dprnn_tasnet")
-class DPRNNTasNet(EnhancementModel):
+class DPRNNTasNet(DualPathStreaming, EnhancementModel):
     """DPRNN-TasNet, the baseline row of 002 Table 2 (2,616,065 parameters, 22.1G MACs / 4 s).
 
     encoder -> gLN -> bottleneck ``Conv1d(N, C, 1)`` -> segmentation -> ``num_layers`` DPRNN
@@ -384,31 +417,7 @@ class DPRNNTasNet(EnhancementModel):
         self.mask_head = DualPathMaskHead(bottleneck, n_filters, num_sources, mask_activation)
         self.decoder = LearnedDecoder(n_filters, kernel_size, stride)
 
-    # -- chunk-wise streaming (causal): one hop of T = chunk_size / 2 frames per step ------------
-
-    def not_streamable_reason(self) -> str | None:
-        return dual_path_streaming_reason(self)
-
-    @property
-    def hop(self) -> int:
-        return self.chunk_size // 2 * self.stride
-
-    @property
-    def latency_samples(self) -> int:
-        return self.kernel_size - self.stride
-
-    @property
-    def lookahead(self) -> int:
-        return self.kernel_size - self.stride
-
-    def state_specs(self, batch: int = 1) -> list[StateSpec]:
-        self._require_streamable()
-        half, width = self.chunk_size // 2, self.kernel_size - self.stride
-        specs = [StateSpec("encoder_buffer", (batch, width))]
-        specs += self.encoder_norm.state_specs("encoder_norm", batch)
-        for index, block in enumerate(self.blocks):
-            specs += block.state_specs(f"block{index + 1}", batch, half)
-        return specs + [StateSpec("decoder_ola", (batch, width))]
+    # -- chunk-wise streaming (causal): DualPathStreaming, plus the pre-rolled state and the step ---
 
     def init_state(self, batch: int = 1) -> State:
         """Not zeros: offline, the first chunk starts with ``T`` zero frames of padding, which

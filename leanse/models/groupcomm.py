@@ -40,9 +40,9 @@ from leanse.models.base import EnhancementModel, register_model, register_preset
 from leanse.models.dprnn import (
     DualPathBlock,
     DualPathMaskHead,
+    DualPathStreaming,
     SequenceRNN,
     check_chunk_size,
-    dual_path_streaming_reason,
     make_dual_path_norm,
     segment,
 )
@@ -123,7 +123,7 @@ class GroupCommBlock(nn.Module):
 
 
 @register_model("groupcomm_dprnn_tasnet")
-class GroupCommDPRNNTasNet(EnhancementModel):
+class GroupCommDPRNNTasNet(DualPathStreaming, EnhancementModel):
     """GroupComm-DPRNN-TasNet, the GroupComm rows of 002 Table 2.
 
     Args:
@@ -182,31 +182,10 @@ class GroupCommDPRNNTasNet(EnhancementModel):
         )
         self.decoder = LearnedDecoder(n_filters, kernel_size, stride)
 
-    # -- chunk-wise streaming (causal), as DPRNN-TasNet -------------------------------------------
+    # -- chunk-wise streaming (causal), as DPRNN-TasNet (DualPathStreaming) ----------------------
 
-    def not_streamable_reason(self) -> str | None:
-        return dual_path_streaming_reason(self)
-
-    @property
-    def hop(self) -> int:
-        return self.chunk_size // 2 * self.stride
-
-    @property
-    def latency_samples(self) -> int:
-        return self.kernel_size - self.stride
-
-    @property
-    def lookahead(self) -> int:
-        return self.kernel_size - self.stride
-
-    def state_specs(self, batch: int = 1) -> list[StateSpec]:
-        self._require_streamable()
-        half, width = self.chunk_size // 2, self.kernel_size - self.stride
-        specs = [StateSpec("encoder_buffer", (batch, width))]
-        specs += self.encoder_norm.state_specs("encoder_norm", batch)
-        for index, block in enumerate(self.blocks):
-            specs += block.state_specs(f"block{index + 1}", batch * self.num_groups, half)
-        return specs + [StateSpec("decoder_ola", (batch, width))]
+    def _block_rows(self, batch: int) -> int:
+        return batch * self.num_groups  # each group is its own sequence in the blocks
 
     def _blocks_stream(self, tail: torch.Tensor, head: torch.Tensor, state: State,
                        tail_valid: bool = True) -> tuple[torch.Tensor, torch.Tensor, State]:
