@@ -7,7 +7,7 @@
 #   bash scripts/real_ablation.sh score                         # the dev-set table of every finished variant
 set -euo pipefail
 cd "$(dirname "$0")/.."
-common=(train.max_epochs=20 train.max_minutes=120 train.early_stop_patience=100)
+common=(train.max_epochs=20 train.max_minutes=40 train.early_stop_patience=100)
 case "${1:-}" in
   train)
     case "${2:-}" in

@@ -159,3 +159,26 @@ def test_the_same_seed_trains_the_same_model(tmp_path, corpus_root):
         best = train_model(recipe, build_mixers(recipe.data))
         weights.append((best / "model.safetensors").read_bytes())
     assert weights[0] == weights[1]
+
+
+def test_a_warm_started_run_begins_from_the_donor_weights_and_refuses_another_architecture(tmp_path, corpus_root):
+    from leanse.checkpoint import save_checkpoint
+    from leanse.errors import ConfigError
+    from leanse.models import build_model
+    from leanse.train.recipe import warm_start
+
+    torch.manual_seed(123)
+    donor = build_model({"preset": "tiny-mask-rnn"})
+    save_checkpoint(donor, tmp_path / "donor")
+    recipe = load_recipe(_recipe(tmp_path, corpus_root, max_epochs=1, lr=1e-12, init_from=str(tmp_path / "donor")))
+    trained = load_checkpoint(train_model(recipe, build_mixers(recipe.data)))
+    # A learning rate of 1e-12 leaves the weights where they started: the donor's, not the seed's.
+    for name, tensor in donor.state_dict().items():
+        torch.testing.assert_close(trained.state_dict()[name], tensor, atol=1e-6, rtol=0)
+    torch.manual_seed(recipe.train.seed)  # what the run would have started from without init_from
+    fresh = build_model({"preset": "tiny-mask-rnn"})
+    assert not torch.equal(fresh.state_dict()["dense.weight"], donor.state_dict()["dense.weight"])
+
+    other = build_model({**donor.config, "hidden_size": 32})
+    with pytest.raises(ConfigError, match="init_from.*different model"):
+        warm_start(other, str(tmp_path / "donor"))

@@ -69,6 +69,9 @@ class TrainConfig:
     threads: int | None = None  # torch threads for training (None: torch's default)
     trace: bool = False  # write the mixture ids each rank saw (checks data-parallel sharding)
     regularizer: RegularizerConfig | None = None  # 004 eqs. 7-9: {kind: l1|sgl, weight, ...}
+    # Warm start (fine-tuning): a checkpoint (folder, file or bundled name) whose weights replace
+    # the fresh ones; its architecture must equal the recipe's model. The optimizer starts afresh.
+    init_from: str | None = None
 
     def __post_init__(self) -> None:
         if self.optimizer not in ("adam", "amsgrad"):

@@ -58,6 +58,23 @@ def save_recipe(recipe: Recipe, path: Path) -> None:
     path.write_text(yaml.safe_dump(to_dict(recipe), sort_keys=False))
 
 
+def warm_start(model: torch.nn.Module, source: str) -> None:
+    """Copy the weights of checkpoint ``source`` into ``model`` (``train.init_from``).
+
+    The checkpoint must hold the same architecture: a differing model config is refused with both
+    configs named, so a fine-tuning run never starts from weights that only half fit.
+    """
+    from leanse.checkpoint import load_checkpoint
+
+    donor = load_checkpoint(source)
+    if donor.config != model.config:
+        raise ConfigError(
+            f"train.init_from: {source} holds a different model ({donor.config}) than the recipe's "
+            f"({model.config}); make recipe.model equal to the checkpoint's model config"
+        )
+    model.load_state_dict(donor.state_dict())
+
+
 def train_model(recipe: Recipe, mixers: Mixers, run_dir: Path | None = None, model_config: dict | None = None) -> Path:
     """Train one model of the recipe on its data; returns the best checkpoint folder.
 
@@ -73,6 +90,8 @@ def train_model(recipe: Recipe, mixers: Mixers, run_dir: Path | None = None, mod
             raise ConfigError(
                 f"model runs at {model.sample_rate} Hz but data.sample_rate is {recipe.data.sample_rate}; make them equal"
             )
+        if recipe.train.init_from:
+            warm_start(model, recipe.train.init_from)
         return fit_mixtures(recipe, model, mixers, recipe.train, run_dir)
 
     return run_stage(run_dir, train)
