@@ -139,3 +139,143 @@ def test_nonzero_macs_skip_zero_weights():
     assert sparse["dense"] == full["dense"]
     assert full["dense"] - sparse["nonzero"] == half * frames
     assert weight_macs(model, 1.0, nonzero=True) == weight_macs(model, 1.0) - half * frames
+
+
+# --------------------------------------------------------------------------------------------
+# Convolutional chains and dual-path RNNs: 004's structured pruning, then the channels go
+
+
+def _trained_looking(model: nn.Module) -> nn.Module:
+    """Non-trivial BatchNorm statistics and affines, so that dropping or folding a channel
+    through a norm would show if it were wrong."""
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.running_mean.copy_(torch.rand(m.num_features, generator=generator) - 0.5)
+                m.running_var.copy_(0.5 + torch.rand(m.num_features, generator=generator))
+                m.weight.copy_(0.5 + torch.rand(m.num_features, generator=generator))
+                m.bias.copy_(torch.rand(m.num_features, generator=generator) - 0.5)
+    return model.eval()
+
+
+@pytest.mark.parametrize("preset, width_keys", [
+    ("tiny-tcnn", ("encoder_channels", "tcm_hidden")),
+    ("tiny-gcrn", ("encoder_channels", "decoder_channels")),
+    ("tiny-dprnn-tasnet", ("hidden_size",)),
+    ("tiny-groupcomm", ("hidden_size",)),
+])
+def test_structurally_pruned_models_shrink_for_real_and_reload(tmp_path, preset, width_keys):
+    """004 Sec. II-B: with kernel / column groups pruned (Algorithm 2, 90 % of each tensor's
+    groups), whole channels and units become dead; removing them leaves the function unchanged,
+    and the shrunk model has fewer parameters and MACs, and reloads from its config."""
+    from leanse.complexity import count_macs
+    from leanse.compress.pruning import Pruner
+
+    torch.manual_seed(0)
+    model = _trained_looking(build_model(preset))
+    Pruner.from_zeros(model).prune_groups(0.9)
+    config = model.config
+    wav = torch.randn(1, model.sample_rate // 2)
+    with torch.no_grad():
+        masked = model(wav)
+    params, macs = count_parameters(model), count_macs(model, 0.5)
+    info = shrink_model(model)
+    assert info["reloadable"] and info["params_after"] == count_parameters(model) < params
+    assert count_macs(model, 0.5) < macs
+    assert any(model.config[key] != config[key] for key in width_keys)
+    with torch.no_grad():
+        torch.testing.assert_close(model(wav), masked, rtol=1e-4, atol=1e-5)
+    reloaded = load_checkpoint(save_checkpoint(model, tmp_path / "shrunk"))
+    assert count_parameters(reloaded) == count_parameters(model)
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(wav), masked, rtol=1e-4, atol=1e-5)
+
+
+def _unread_tcnn_encoder(model: nn.Module, k: int, channel: int, skip: bool = True) -> None:
+    """Zero the kernels that read encoder ``k``'s ``channel``: encoder ``k + 1`` and (``skip``)
+    the decoder layer that takes it as a skip (the last inputs of its concatenation)."""
+    with torch.no_grad():
+        model.encoder[k + 1].weight[:, channel] = 0
+        if skip:
+            decoder = model.decoder[len(model.encoder) - 1 - k]
+            decoder.weight[decoder.in_channels - model.encoder_channels[k] + channel] = 0
+
+
+def test_tcnn_encoder_channel_goes_only_when_its_skip_reader_is_zero_too():
+    torch.manual_seed(0)
+    model = _trained_looking(build_model("tiny-tcnn"))
+    _unread_tcnn_encoder(model, 5, 2, skip=False)  # the decoder still reads it through the skip
+    with torch.no_grad():  # decoder 0 (also encoder_channels[5] wide): channel 4 unread by decoder 1
+        model.decoder[1].weight[4] = 0
+    assert shrink_model(model)["units_removed"] == 0
+    _unread_tcnn_encoder(model, 5, 2)
+    wav = torch.randn(1, 4000)
+    with torch.no_grad():
+        before = model(wav)
+    info = shrink_model(model)
+    assert info["reloadable"] and model.encoder_channels[5] == 7
+    assert model.encoder[5].out_channels == 7 and model.decoder[0].out_channels == 7
+    assert model.decoder[1].in_channels == 7 + 7
+    with torch.no_grad():
+        torch.testing.assert_close(model(wav), before, rtol=1e-5, atol=1e-6)
+
+
+def test_tcnn_residual_channel_goes_only_when_no_branch_reads_it():
+    """The last encoder channels x 4 bins are the residual stream of the temporal convolution
+    module: every block reads and adds to it, the first decoder layer reads it twice (stream and
+    skip). A channel read by any of them stays; unread by all, it leaves the writers too."""
+    torch.manual_seed(0)
+    model = _trained_looking(build_model("tiny-tcnn"))
+    width = model.widths[-1]
+    channel = 3
+    features = list(range(channel * width, (channel + 1) * width))
+    with torch.no_grad():
+        for block in model.tcm:
+            block.inp.weight[:, features] = 0
+        model.decoder[0].weight[channel] = 0  # the stream part of the first decoder's input
+    assert shrink_model(model)["units_removed"] == 0  # its skip part still reads the channel
+    with torch.no_grad():
+        model.decoder[0].weight[8 + channel] = 0
+    wav = torch.randn(1, 4000)
+    with torch.no_grad():
+        before = model(wav)
+    assert shrink_model(model)["reloadable"]
+    assert model.encoder_channels[-1] == 7 and model.tcm[0].out.out_channels == 7 * width
+    assert model.decoder[0].in_channels == 2 * 7
+    with torch.no_grad():
+        torch.testing.assert_close(model(wav), before, rtol=1e-5, atol=1e-6)
+
+
+def test_tcnn_zero_depthwise_kernel_is_a_constant_folded_into_the_next_bias():
+    torch.manual_seed(0)
+    model = _trained_looking(build_model("tiny-tcnn"))
+    with torch.no_grad():
+        for block in model.tcm:
+            block.depthwise.weight[[1, 6]] = 0
+            block.depthwise.bias[[1, 6]] = 0.7  # BN2(PReLU(0.7)) != 0: a constant, not silence
+    wav = torch.randn(1, 4000)
+    with torch.no_grad():
+        before = model(wav)
+    assert shrink_model(model)["reloadable"] and model.tcm_hidden == 30
+    with torch.no_grad():
+        torch.testing.assert_close(model(wav), before, rtol=1e-5, atol=1e-6)
+
+
+def test_gcrn_decoders_lose_the_same_number_of_channels():
+    """Both decoders share ``decoder_channels``: when the real decoder can spare 2 channels of
+    block 1 and the imaginary one only 1, each loses 1."""
+    torch.manual_seed(0)
+    model = _trained_looking(build_model("tiny-gcrn"))
+    with torch.no_grad():
+        for decoder, channels in ((model.decoder_real, [2, 5]), (model.decoder_imag, [0])):
+            for conv in (decoder.blocks[2].conv, decoder.blocks[2].gate):
+                conv.weight[channels] = 0
+    wav = torch.randn(1, 4000)
+    with torch.no_grad():
+        before = model(wav)
+    assert shrink_model(model)["reloadable"] and model.decoder_channels[1] == 7
+    assert model.decoder_real.blocks[1].conv.out_channels == 7
+    assert model.decoder_imag.blocks[2].gate.in_channels == 7 + 8
+    with torch.no_grad():
+        torch.testing.assert_close(model(wav), before, rtol=1e-5, atol=1e-6)
