@@ -13,7 +13,6 @@ from torch import nn
 from leanse.complexity import count_macs, count_parameters, model_bytes
 from leanse.compress import (
     Pruner,
-    StackedLSTM,
     format_table,
     group_lasso_penalty,
     group_matrix,
@@ -23,9 +22,9 @@ from leanse.compress import (
     pruning_sensitivity,
     quantization_sensitivity,
     quantize_model,
-    remove_pruned_units,
     sgl_proximal_step_,
     sparse_group_lasso,
+    shrink_model,
     sparsity_report,
 )
 from leanse.errors import ConfigError
@@ -291,6 +290,8 @@ def test_iterative_prune_stops_on_quality_drop_and_keeps_last_good_model():
 # --- structured pruning ---------------------------------------------------------------------
 
 def test_structured_removal_of_dead_fdnn_neurons_is_exact():
+    """Layer 1 has 5 dead units (3 constant rows folded onward, 2 unread), layer 2 has 2: each
+    loses 2, so that one ``hidden_size`` still describes the model."""
     model = _model("tiny-fdnn")
     wav = _wav()
     with torch.no_grad():
@@ -299,12 +300,12 @@ def test_structured_removal_of_dead_fdnn_neurons_is_exact():
         model.net[2].weight[[0, 9]] = 0
         before_out = model(wav)
     macs_before = count_macs(model, seconds=0.1)
-    info = remove_pruned_units(model)
-    assert info["units_removed"] == 7
+    info = shrink_model(model)
+    assert info["units_removed"] == 2 * 2 and info["reloadable"]
     assert info["params_after"] < info["params_before"] == count_parameters(
         _model("tiny-fdnn"))
     assert count_macs(model, seconds=0.1) < macs_before
-    assert model.net[0].out_features == 27 and model.net[2].out_features == 30
+    assert model.net[0].out_features == 30 and model.net[2].out_features == 30
     with torch.no_grad():
         assert torch.allclose(model(wav), before_out, atol=1e-6)
 
@@ -315,9 +316,9 @@ def test_structured_pruning_then_removal_fdnn():
     pruner.prune_groups({"net.0.weight": 0.5, "net.2.weight": 0.25}, by="output")
     with torch.no_grad():
         pruned_out = model(_wav())
-    info = remove_pruned_units(model)
-    assert info["units_removed"] == 16 + 8
-    assert model.hidden_size == 32  # widths differ: config keeps the original size
+    info = shrink_model(model)
+    assert info["units_removed"] == 8 + 8  # the fewer dead units of the two layers, in each
+    assert model.hidden_size == 24 and model.config["hidden_size"] == 24 and info["reloadable"]
     with torch.no_grad():
         assert torch.allclose(model(_wav()), pruned_out, atol=1e-6)
 
@@ -345,7 +346,7 @@ def test_structured_removal_of_lstm_units_is_exact():
     with torch.no_grad():
         before_out = model(wav)
     params = count_parameters(model)
-    info = remove_pruned_units(model)
+    info = shrink_model(model)
     assert info["units_removed"] == 16
     assert isinstance(model.rnn, nn.LSTM) and model.rnn.hidden_size == 24
     assert model.hidden_size == 24 and count_parameters(model) < params
@@ -357,17 +358,18 @@ def test_structured_removal_of_lstm_units_is_exact():
         assert torch.allclose(rebuilt(wav), before_out, atol=1e-5)
 
 
-def test_structured_removal_of_lstm_units_nonuniform_widths():
+def test_lstm_unit_dead_in_one_layer_only_stays_because_the_config_has_one_width():
     model = _model("tiny-lstm-map")
     _kill_lstm_units(model, 1, [0, 3, 30])
+    assert shrink_model(model)["units_removed"] == 0 and model.rnn.hidden_size == 32
+    _kill_lstm_units(model, 0, [7])
     wav = _wav()
     with torch.no_grad():
         before_out = model(wav)
     macs = count_macs(model, seconds=0.1)
-    assert remove_pruned_units(model)["units_removed"] == 3
-    assert isinstance(model.rnn, StackedLSTM)
-    assert [m.hidden_size for m in model.rnn.layers] == [32, 29]
-    assert model.dense.in_features == 29 and count_macs(model, seconds=0.1) < macs
+    assert shrink_model(model)["units_removed"] == 2  # one unit per layer
+    assert model.rnn.hidden_size == 31 and model.dense.in_features == 31
+    assert count_macs(model, seconds=0.1) < macs
     with torch.no_grad():
         assert torch.allclose(model(wav), before_out, atol=1e-5)
 

@@ -11,11 +11,10 @@ removal of dead units), ``cost`` (nonzero / weight-only MACs), ``pipeline`` (``l
 from leanse.compress.pruning import (
     IterationRecord,
     Pruner,
-    StackedLSTM,
     iterative_prune,
-    remove_pruned_units,
     sparsity_report,
 )
+from leanse.compress.shrink import shrink_model
 from leanse.compress.packed import read_packed_state, save_packed
 from leanse.compress.positions import PositionCode, decode_positions, encode_positions
 from leanse.compress.quantization import (
@@ -48,12 +47,12 @@ from leanse.compress.sensitivity import (
 )
 
 __all__ = [
-    "IterationRecord", "Pruner", "StackedLSTM", "iterative_prune", "remove_pruned_units",
-    "sparsity_report", "PackedModel", "QuantizedTensor", "kmeans_codebook", "quantize_model",
+    "IterationRecord", "Pruner", "iterative_prune", "sparsity_report",
+    "PackedModel", "QuantizedTensor", "kmeans_codebook", "quantize_model",
     "quantize_tensor", "size_mb", "PrunableTensor", "group_lasso_penalty", "group_matrix",
     "l1_penalty", "prunable_tensors", "sgl_proximal_step_", "sparse_group_lasso",
     "PAPER_RATIOS", "chosen_ratios", "format_table", "make_pruning_schedule",
     "pruning_sensitivity", "quantization_sensitivity", "DEFAULT_GROUPING", "GROUPINGS",
     "eq11_bytes", "save_packed", "read_packed_state", "PositionCode", "encode_positions",
-    "decode_positions",
+    "decode_positions", "shrink_model",
 ]

@@ -1,4 +1,5 @@
-"""Magnitude pruning with persistent masks, iterative pruning, and unit removal (004 Sec. II-B).
+"""Magnitude pruning with persistent masks and iterative pruning (004 Sec. II-B); the physical
+removal of what structured pruning killed is :func:`leanse.compress.shrink.shrink_model`.
 
 Masks are our own boolean tensors, re-applied after every optimizer step (``Pruner.attach``
 registers an optimizer step post-hook), instead of ``torch.nn.utils.prune``: that module
@@ -37,7 +38,6 @@ __all__ = [
     "IterationRecord",
     "iterative_prune",
     "sparsity_report",
-    "remove_pruned_units",
 ]
 
 Ratios = float | dict[str, float]
@@ -127,7 +127,7 @@ class Pruner:
 
         For RNNs, a hidden unit whose rows are zero in both its ``weight_ih`` and ``weight_hh``
         also loses its biases, so that it outputs exactly 0 and can be removed
-        (:func:`remove_pruned_units`); a unit with zero weights but live biases still produces a
+        (:func:`leanse.compress.shrink.shrink_model`); a unit with zero weights but live biases still produces a
         time-varying, input-independent output.
         """
         before = self.nonzeros()
@@ -257,187 +257,3 @@ def iterative_prune(model: nn.Module, evaluate: Callable[[nn.Module], float],
         if removed < min_removed * max(remaining, 1):
             break
     return pruner, history
-
-
-# --------------------------------------------------------------------------------------------
-# Physical removal of pruned units (structured pruning -> a smaller dense model)
-# --------------------------------------------------------------------------------------------
-
-#: Elementwise modules that may sit between two Linear layers of a removable chain.
-_ELEMENTWISE = (nn.ReLU, nn.Sigmoid, nn.Tanh, nn.ELU, nn.LeakyReLU, nn.GELU, nn.Identity,
-                nn.Dropout)
-
-
-def _shrink_linear(layer: nn.Linear, keep_out: torch.Tensor | None,
-                   keep_in: torch.Tensor | None) -> nn.Linear:
-    w = layer.weight.detach()
-    b = layer.bias.detach() if layer.bias is not None else None
-    if keep_out is not None:
-        w = w[keep_out]
-        b = b[keep_out] if b is not None else None
-    if keep_in is not None:
-        w = w[:, keep_in]
-    new = nn.Linear(w.shape[1], w.shape[0], bias=b is not None)
-    with torch.no_grad():
-        new.weight.copy_(w)
-        if b is not None:
-            new.bias.copy_(b)
-    return new
-
-
-@torch.no_grad()
-def _shrink_sequential(seq: nn.Sequential) -> int:
-    """Remove dead hidden units between consecutive Linear layers of ``seq``; returns #units.
-
-    A unit is dead if its outgoing column in the next Linear is zero (it feeds nothing), or its
-    incoming row is zero: then it outputs the constant ``act(bias)``, folded exactly into the
-    next layer's bias (``b_next += W_next[:, j] * act(b_j)``).
-    """
-    removed = 0
-    items = list(seq)
-    linear_at = [i for i, m in enumerate(items) if isinstance(m, nn.Linear)]
-    for a, b in zip(linear_at, linear_at[1:]):
-        between = items[a + 1:b]
-        if not all(isinstance(m, _ELEMENTWISE) for m in between):
-            continue
-        first, second = items[a], items[b]
-        row_dead = first.weight.abs().sum(dim=1) == 0
-        col_dead = second.weight.abs().sum(dim=0) == 0
-        dead = row_dead | col_dead
-        if not bool(dead.any()):
-            continue
-        fold = row_dead & ~col_dead
-        if bool(fold.any()):
-            const = first.bias[fold] if first.bias is not None else torch.zeros(int(fold.sum()))
-            was_training = [m.training for m in between]
-            for m in between:
-                m.eval()
-                const = m(const)
-            for m, t in zip(between, was_training):
-                m.train(t)
-            if second.bias is None:
-                second.bias = nn.Parameter(torch.zeros(second.out_features))
-            second.bias.add_(second.weight[:, fold] @ const)
-        keep = ~dead
-        items[a] = _shrink_linear(first, keep, None)
-        items[b] = _shrink_linear(second, None, keep)
-        removed += int(dead.sum())
-    for i, m in enumerate(items):
-        seq[i] = m
-    return removed
-
-
-class StackedLSTM(nn.Module):
-    """Single-layer ``nn.LSTM``s in sequence, so layers may have different widths after unit
-    removal; returns ``(output, None)`` like the first element of ``nn.LSTM``'s result."""
-
-    def __init__(self, layers: list[nn.LSTM]) -> None:
-        super().__init__()
-        self.layers = nn.ModuleList(layers)
-
-    def forward(self, x: torch.Tensor):
-        for layer in self.layers:
-            x, _ = layer(x)
-        return x, None
-
-
-def _lstm_layers(lstm: nn.LSTM) -> list[dict[str, torch.Tensor]]:
-    return [{k: getattr(lstm, f"{k}_l{i}").detach() for k in
-             ("weight_ih", "weight_hh", "bias_ih", "bias_hh") if hasattr(lstm, f"{k}_l{i}")}
-            for i in range(lstm.num_layers)]
-
-
-@torch.no_grad()
-def _shrink_lstm(owner: nn.Module, rnn_attr: str, dense_attr: str) -> int:
-    """Remove LSTM hidden units that output exactly 0 (all their gate rows and biases zero) from
-    a unidirectional, batch-first, projection-free ``nn.LSTM`` followed by a Linear layer."""
-    lstm: nn.LSTM = getattr(owner, rnn_attr)
-    if lstm.bidirectional or lstm.proj_size or not lstm.batch_first:
-        return 0
-    layers = _lstm_layers(lstm)
-    gates = 4
-    keeps = []
-    for p in layers:
-        rows = lambda t: t.reshape(gates, -1, *t.shape[1:])  # noqa: E731
-        dead = (rows(p["weight_ih"]).abs().sum(dim=(0, 2)) == 0) & \
-               (rows(p["weight_hh"]).abs().sum(dim=(0, 2)) == 0)
-        for key in ("bias_ih", "bias_hh"):
-            if key in p:
-                dead &= rows(p[key]).abs().sum(dim=0) == 0
-        keeps.append(~dead)
-    removed = int(sum(int((~k).sum()) for k in keeps))
-    if removed == 0:
-        return 0
-    new_layers = []
-    in_keep = None
-    for p, keep in zip(layers, keeps):
-        gate_keep = keep.repeat(gates)
-        w_ih = p["weight_ih"][gate_keep]
-        if in_keep is not None:
-            w_ih = w_ih[:, in_keep]
-        w_hh = p["weight_hh"][gate_keep][:, keep]
-        layer = nn.LSTM(w_ih.shape[1], int(keep.sum()), batch_first=True, bias="bias_ih" in p)
-        layer.weight_ih_l0.copy_(w_ih)
-        layer.weight_hh_l0.copy_(w_hh)
-        if "bias_ih" in p:
-            layer.bias_ih_l0.copy_(p["bias_ih"][gate_keep])
-            layer.bias_hh_l0.copy_(p["bias_hh"][gate_keep])
-        new_layers.append(layer)
-        in_keep = keep
-    widths = {layer.hidden_size for layer in new_layers}
-    if len(widths) == 1:  # uniform: stay a plain multi-layer nn.LSTM
-        merged = nn.LSTM(new_layers[0].input_size, widths.pop(), num_layers=len(new_layers),
-                         batch_first=True, bias=lstm.bias)
-        for i, layer in enumerate(new_layers):
-            for name, value in layer.named_parameters():
-                getattr(merged, name.replace("_l0", f"_l{i}")).copy_(value)
-        setattr(owner, rnn_attr, merged)
-    else:
-        setattr(owner, rnn_attr, StackedLSTM(new_layers))
-    dense: nn.Linear = getattr(owner, dense_attr)
-    setattr(owner, dense_attr, _shrink_linear(dense, None, in_keep))
-    return removed
-
-
-def remove_pruned_units(model: nn.Module) -> dict:
-    """Physically remove dead units where the architecture allows; the model's function is
-    unchanged (up to float rounding). Widths may end up different per layer, so the config may no
-    longer rebuild the model: :func:`leanse.compress.shrink.shrink_model` (what ``leanse
-    compress`` uses) keeps equal widths and a reloadable checkpoint, and handles GRU and
-    bidirectional RNNs too.
-
-    Handled: Linear -> elementwise -> Linear chains inside any ``nn.Sequential`` (FDNN), and
-    ``rnn`` (``nn.LSTM``) -> ``dense`` (Linear) pairs as in ``lstm_map``. Other structures
-    (convolutions with BatchNorm/skip concatenations in TCNN/GCRN, grouped LSTMs) keep their
-    zeros. If every hidden layer ends with the same width, ``model.hidden_size`` is updated so
-    that ``model.config`` rebuilds the shrunk architecture; otherwise ``config`` describes the
-    original widths and the model must be kept as a whole (a recipe concern).
-
-    Returns ``{"units_removed", "params_before", "params_after"}``.
-    """
-    before = count_parameters(model)
-    removed = 0
-    for module in list(model.modules()):
-        if isinstance(module, nn.Sequential):
-            removed += _shrink_sequential(module)
-    for module in list(model.modules()):
-        if isinstance(getattr(module, "rnn", None), nn.LSTM) and \
-                isinstance(getattr(module, "dense", None), nn.Linear):
-            removed += _shrink_lstm(module, "rnn", "dense")
-    _sync_hidden_size(model)
-    return {"units_removed": removed, "params_before": before,
-            "params_after": count_parameters(model)}
-
-
-def _sync_hidden_size(model: nn.Module) -> None:
-    if not hasattr(model, "hidden_size"):
-        return
-    rnn = getattr(model, "rnn", None)
-    if isinstance(rnn, nn.LSTM):
-        model.hidden_size = rnn.hidden_size
-        return
-    net = getattr(model, "net", None)
-    if isinstance(net, nn.Sequential):
-        hidden = [m.out_features for m in net if isinstance(m, nn.Linear)][:-1]
-        if hidden and len(set(hidden)) == 1:
-            model.hidden_size = hidden[0]

@@ -177,53 +177,44 @@ def _rnn_projection_pairs(model: nn.Module) -> list[tuple[nn.Module, str, str]]:
 # --------------------------------------------------------------------------------------------
 
 
+#: Elementwise modules that may sit between two Linear layers of a removable chain.
+_ELEMENTWISE = (nn.ReLU, nn.Sigmoid, nn.Tanh, nn.ELU, nn.LeakyReLU, nn.GELU, nn.Identity,
+                nn.Dropout)
+
+
 @torch.no_grad()
 def _shrink_linear_chain(owner: nn.Module) -> int:
-    """Equal-width removal in an ``nn.Sequential`` of Linear -> elementwise -> Linear ... layers."""
-    from leanse.compress.pruning import _ELEMENTWISE
+    """Equal-width removal in an ``nn.Sequential`` of Linear -> elementwise -> Linear ... layers.
 
+    Dead per hidden layer: unread (a zero column in the next layer) or a zero row (the unit
+    outputs the constant ``act(b)``, folded into the next bias: ``b' += W[:, j] act(b_j)``);
+    every layer loses the same number of units."""
     seq: nn.Sequential = owner.net
-    linears = [m for m in seq if isinstance(m, nn.Linear)]
-    if len(linears) < 2 or not all(isinstance(m, (nn.Linear, *_ELEMENTWISE)) for m in seq):
+    items = list(seq)
+    linears = [m for m in items if isinstance(m, nn.Linear)]
+    if len(linears) < 2 or not all(isinstance(m, (nn.Linear, *_ELEMENTWISE)) for m in items):
         return 0
-    # dead per hidden layer: unread (zero column in the next layer) or a zero row (its constant
-    # act(bias) is folded into the next bias); every layer loses the same number of units
     deads = [(first.weight.abs().sum(dim=1) == 0) | (second.weight.abs().sum(dim=0) == 0)
              for first, second in zip(linears, linears[1:])]
     spare = min(min(int(d.sum()) for d in deads), len(deads[0]) - 1)  # keep a unit: valid shapes
     if spare == 0:
         return 0
-    return _shrink_chain_select(seq, linears, deads, spare)
-
-
-@torch.no_grad()
-def _shrink_chain_select(seq: nn.Sequential, linears: list[nn.Linear], deads: list[torch.Tensor],
-                         spare: int) -> int:
-    from leanse.compress.pruning import _shrink_linear
-
-    items = list(seq)
     index = {id(m): i for i, m in enumerate(items)}
-    new_layers = list(linears)
     for layer, dead in enumerate(deads):
-        drop = dead.nonzero().flatten()[:spare]
         keep = torch.ones_like(dead)
-        keep[drop] = False
-        first, second = new_layers[layer], new_layers[layer + 1]
+        keep[dead.nonzero().flatten()[:spare]] = False
+        first, second = linears[layer], linears[layer + 1]
         row_dead = (first.weight.abs().sum(dim=1) == 0) & ~keep
-        col_dead = second.weight.abs().sum(dim=0) == 0
-        fold = row_dead & ~col_dead
+        fold = row_dead & (second.weight.abs().sum(dim=0) != 0)
         if bool(fold.any()):
-            between = items[index[id(linears[layer])] + 1:index[id(linears[layer + 1])]]
             const = first.bias[fold] if first.bias is not None else torch.zeros(int(fold.sum()))
-            for m in between:  # elementwise activations (no state; eval for Dropout)
+            for m in items[index[id(first)] + 1:index[id(second)]]:  # stateless (Dropout: eval)
                 const = m.eval()(const)
             if second.bias is None:
                 second.bias = nn.Parameter(torch.zeros(second.out_features))
             second.bias.add_(second.weight[:, fold] @ const)
-        new_layers[layer] = _shrink_linear(first, keep, None)
-        new_layers[layer + 1] = _shrink_linear(second, None, keep)
-    for old, new in zip(linears, new_layers):
-        seq[index[id(old)]] = new
+        _cut_outputs(first, keep)
+        _cut_inputs(second, 0, keep)
     return spare * len(deads)
 
 
