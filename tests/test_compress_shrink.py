@@ -279,3 +279,25 @@ def test_gcrn_decoders_lose_the_same_number_of_channels():
     assert model.decoder_imag.blocks[2].gate.in_channels == 7 + 8
     with torch.no_grad():
         torch.testing.assert_close(model(wav), before, rtol=1e-5, atol=1e-6)
+
+
+def test_sparse_ensemble_shrinks_each_specialist_and_the_gate(tmp_path):
+    """000/001: C2 compresses every specialist and the gate; each one loses what it can spare
+    (they may end up different sizes: the ensemble's config then lists them one by one)."""
+    from leanse.compress.pruning import Pruner
+
+    torch.manual_seed(0)
+    model = build_model("tiny-sparse-ensemble").eval()
+    Pruner.from_zeros(model).prune_groups(0.5)
+    wav = torch.randn(1, 8000)
+    with torch.no_grad():
+        before = model(wav)
+    gate_units = model.gate.hidden_size
+    info = shrink_model(model)
+    assert info["reloadable"] and info["params_after"] < info["params_before"]
+    assert model.gate.hidden_size < gate_units
+    assert all(s.hidden_size < 64 for s in model.specialists)
+    reloaded = load_checkpoint(save_checkpoint(model, tmp_path / "shrunk"))
+    with torch.no_grad():
+        torch.testing.assert_close(model(wav), before, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(reloaded(wav), before, rtol=1e-5, atol=1e-6)

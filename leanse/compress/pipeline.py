@@ -124,6 +124,11 @@ class CompressConfig:
                                  self.grouping, self.decay)
 
 
+def _multi_exit(model: torch.nn.Module) -> bool:
+    """A model with several exits (BLOOM-Net): every exit is scored and fine-tuned."""
+    return callable(getattr(model, "forward_all_exits", None))
+
+
 # --------------------------------------------------------------------------------------------
 # Scores on the validation set
 # --------------------------------------------------------------------------------------------
@@ -142,16 +147,27 @@ class _Validation:
         self.scored = fixed_mixtures(mixers.valid, specs[:score_size])
 
     @torch.no_grad()
-    def negative_loss(self, model: torch.nn.Module) -> float:
-        """Higher is better: minus the mean loss over the sensitivity batch."""
+    def exit_losses(self, model: torch.nn.Module) -> list[float]:
+        """The mean loss over the sensitivity batch of each exit (one entry for single-exit
+        models; a BLOOM-Net's ``forward_all_exits`` gives one per block)."""
         model.eval()
-        total = 0.0
+        totals: list[float] = []
         for mixture in self.batch:
             noisy = torch.from_numpy(mixture.noisy)[None]
             clean = torch.from_numpy(mixture.clean)[None]
             args = (noisy,) if getattr(self.loss_fn, "needs_noisy", False) else ()
-            total += float(self.loss_fn(model(noisy), clean, *args))
-        return -total / max(len(self.batch), 1)
+            outputs = (model.forward_all_exits(noisy).unbind(1) if _multi_exit(model)
+                       else (model(noisy),))  # [B, T] each
+            losses = [float(self.loss_fn(out, clean, *args)) for out in outputs]
+            totals = [a + b for a, b in zip(totals, losses)] if totals else losses
+        return [total / max(len(self.batch), 1) for total in totals]
+
+    def negative_loss(self, model: torch.nn.Module) -> float:
+        """Higher is better: minus the mean loss over the sensitivity batch, averaged over the
+        exits of a multi-exit model, so that pruning a tensor only an early exit uses costs what
+        it costs that exit (a BLOOM-Net must stay usable at every exit)."""
+        losses = self.exit_losses(model)
+        return -sum(losses) / len(losses)
 
     def scores(self, model: torch.nn.Module) -> dict[str, float]:
         from leanse.evaluate import evaluate_model
@@ -174,7 +190,12 @@ def _fine_tune(model: torch.nn.Module, pruner: Pruner | None, recipe: Any, mixer
     from leanse.train.engine import EnhancementTask
     from leanse.train.runner import fit_mixtures
 
-    class MaskedTask(EnhancementTask):
+    if _multi_exit(model):  # BLOOM-FT's summed loss of all exits (003 Sec. 2.3)
+        from leanse.train.bloom import AllExitsTask as base
+    else:
+        base = EnhancementTask
+
+    class MaskedTask(base):  # type: ignore[misc, valid-type]
         def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
             super().optimizer_step(*args, **kwargs)
             if pruner is not None:
@@ -246,6 +267,8 @@ def compress_checkpoint(checkpoint: str | os.PathLike, recipe: Any, out: str | o
                  "params": sum(s.weight.numel() for s in prunable_tensors(model)),
                  "input_bytes": int(sum(t.numel() * t.element_size()
                                         for t in model.state_dict().values()))}
+        if _multi_exit(model):
+            state["base_exit_losses"] = validation.exit_losses(model)
         _write_state(out, state)
     regularizer = config.regularizer()
     work = out / "work"
@@ -338,6 +361,8 @@ def compress_checkpoint(checkpoint: str | os.PathLike, recipe: Any, out: str | o
     sizes["input_bytes"] = state["input_bytes"]  # the uncompressed model (C2: before shrinking)
     sizes["rate_by_file"] = state["input_bytes"] / sizes["file_bytes"]
     sizes["rate_by_eq11"] = state["input_bytes"] / sizes["eq11_bytes"]
+    if _multi_exit(final):  # every exit of the packed model still runs; what each one costs
+        state["final_exit_losses"] = validation.exit_losses(load_checkpoint(out / "packed"))
     state.update({"bits": bits, "sizes": sizes, "final_scores": validation.scores(final),
                   "seconds": state.get("seconds", 0.0) + time.time() - started,
                   "packed": str(out / "packed")})

@@ -41,6 +41,7 @@ Supported:
   readers) and decoder blocks 1-4 of both decoders. **Not** the last encoder block: its channels
   x 4 bins are the grouped LSTM's input *and* hidden size, reshaped back to channels after it,
   so a channel is tied to LSTM units across the interleaving -- left whole;
+* sparse ensembles (000/001): each specialist and the gate, as the models they are;
 * DPRNN-TasNet and GroupComm (002): the hidden units of every ``LSTM -> Linear`` path
   (intra-chunk, inter-chunk, group communication). **Not** the bottleneck / encoder filters:
   they are normalised by global layer norms whose statistics run over all channels, so removing
@@ -502,14 +503,22 @@ def shrink_model(model: nn.Module) -> dict:
 
     Returns ``{"units_removed", "params_before", "params_after", "reloadable", "handled"}``;
     ``units_removed`` counts RNN units (per layer) or, for convolutional models, the parameters
-    removed; ``reloadable`` says that ``build_model(model.config)`` has the shrunk shapes.
+    removed; ``reloadable`` says that the model rebuilt from ``model.config`` has the shrunk shapes.
     """
     before = count_parameters(model)
     removed = 0
     handled = []
     family = getattr(type(model), "registered_name", None)
     pairs = _rnn_projection_pairs(model)
-    if family in _CONV_FAMILIES:
+    if isinstance(getattr(model, "specialists", None), nn.ModuleList) and \
+            isinstance(getattr(model, "gate", None), nn.Module):
+        # a sparse ensemble (000/001): each specialist and the gate on its own; the ensemble's
+        # config is made of theirs (specialists that end up different are listed one by one)
+        for part in [*model.specialists, model.gate]:
+            info = shrink_model(part)
+            removed += info["units_removed"]
+            handled += info["handled"]
+    elif family in _CONV_FAMILIES:
         removed += _CONV_FAMILIES[family](model)
         handled.append(f"{family} channels")
     elif pairs and hasattr(model, "hidden_size"):
@@ -529,9 +538,8 @@ def shrink_model(model: nn.Module) -> dict:
         handled.append("linear chain")
     reloadable = True
     if removed and hasattr(model, "config"):
-        from leanse.models import build_model
-
-        rebuilt = build_model(model.config)
+        # the model's own class from its config (gates live in another registry than models)
+        rebuilt = type(model)(**{k: v for k, v in model.config.items() if k != "name"})
         mine = {k: v.shape for k, v in model.state_dict().items()}
         theirs = {k: v.shape for k, v in rebuilt.state_dict().items()}
         reloadable = mine == theirs
