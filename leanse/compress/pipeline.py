@@ -129,6 +129,25 @@ def _multi_exit(model: torch.nn.Module) -> bool:
     return callable(getattr(model, "forward_all_exits", None))
 
 
+def _ensemble(model: torch.nn.Module) -> bool:
+    """A sparse ensemble (000/001): a gate and specialists."""
+    return isinstance(getattr(model, "specialists", None), torch.nn.ModuleList) and \
+        isinstance(getattr(model, "gate", None), torch.nn.Module)
+
+
+def _outputs(model: torch.nn.Module, noisy: torch.Tensor) -> list[torch.Tensor]:
+    """What the sensitivity analysis scores (``[B, T]`` each): every exit of a BLOOM-Net; a
+    sparse ensemble's gated output *and* each specialist's own output. With hard gating a
+    specialist only runs on what the gate sends it, so on a small validation batch a specialist
+    nobody was routed to would look free to prune entirely; scoring each specialist on the whole
+    batch keeps its tensors' cost visible, and the gated output keeps the gate's (its routing)."""
+    if _multi_exit(model):
+        return list(model.forward_all_exits(noisy).unbind(1))
+    if _ensemble(model):
+        return [model(noisy), *(specialist(noisy) for specialist in model.specialists)]
+    return [model(noisy)]
+
+
 # --------------------------------------------------------------------------------------------
 # Scores on the validation set
 # --------------------------------------------------------------------------------------------
@@ -148,26 +167,24 @@ class _Validation:
 
     @torch.no_grad()
     def exit_losses(self, model: torch.nn.Module) -> list[float]:
-        """The mean loss over the sensitivity batch of each exit (one entry for single-exit
-        models; a BLOOM-Net's ``forward_all_exits`` gives one per block)."""
+        """The mean loss over the sensitivity batch of each output :func:`_outputs` scores (one
+        for a single-exit model)."""
         model.eval()
         totals: list[float] = []
         for mixture in self.batch:
             noisy = torch.from_numpy(mixture.noisy)[None]
             clean = torch.from_numpy(mixture.clean)[None]
             args = (noisy,) if getattr(self.loss_fn, "needs_noisy", False) else ()
-            outputs = (model.forward_all_exits(noisy).unbind(1) if _multi_exit(model)
-                       else (model(noisy),))  # [B, T] each
-            losses = [float(self.loss_fn(out, clean, *args)) for out in outputs]
+            losses = [float(self.loss_fn(out, clean, *args)) for out in _outputs(model, noisy)]
             totals = [a + b for a, b in zip(totals, losses)] if totals else losses
         return [total / max(len(self.batch), 1) for total in totals]
 
     def negative_loss(self, model: torch.nn.Module) -> float:
-        """Higher is better: minus the mean loss over the sensitivity batch, averaged over the
-        exits of a multi-exit model, so that pruning a tensor only an early exit uses costs what
-        it costs that exit (a BLOOM-Net must stay usable at every exit)."""
-        losses = self.exit_losses(model)
-        return -sum(losses) / len(losses)
+        """Higher is better: minus the mean loss over the sensitivity batch, *summed* over the
+        outputs of :func:`_outputs` (BLOOM-FT's objective, 003 Sec. 2.3): a tensor that only one
+        exit or one specialist uses is charged its full cost there against the tolerance (a mean
+        would dilute it by the number of outputs), one that feeds them all the sum of its costs."""
+        return -sum(self.exit_losses(model))
 
     def scores(self, model: torch.nn.Module) -> dict[str, float]:
         from leanse.evaluate import evaluate_model
@@ -267,7 +284,7 @@ def compress_checkpoint(checkpoint: str | os.PathLike, recipe: Any, out: str | o
                  "params": sum(s.weight.numel() for s in prunable_tensors(model)),
                  "input_bytes": int(sum(t.numel() * t.element_size()
                                         for t in model.state_dict().values()))}
-        if _multi_exit(model):
+        if _multi_exit(model) or _ensemble(model):
             state["base_exit_losses"] = validation.exit_losses(model)
         _write_state(out, state)
     regularizer = config.regularizer()
@@ -361,7 +378,7 @@ def compress_checkpoint(checkpoint: str | os.PathLike, recipe: Any, out: str | o
     sizes["input_bytes"] = state["input_bytes"]  # the uncompressed model (C2: before shrinking)
     sizes["rate_by_file"] = state["input_bytes"] / sizes["file_bytes"]
     sizes["rate_by_eq11"] = state["input_bytes"] / sizes["eq11_bytes"]
-    if _multi_exit(final):  # every exit of the packed model still runs; what each one costs
+    if _multi_exit(final) or _ensemble(final):  # every exit / specialist still runs; its cost
         state["final_exit_losses"] = validation.exit_losses(load_checkpoint(out / "packed"))
     state.update({"bits": bits, "sizes": sizes, "final_scores": validation.scores(final),
                   "seconds": state.get("seconds", 0.0) + time.time() - started,
