@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import Callable
 
 import pytest
 import torch
@@ -172,3 +173,72 @@ def test_compression_recipes_load_with_valid_compress_sections(path):
         assert recipe.train.optimizer == "amsgrad" and recipe.train.lr == 0.001
         assert (recipe.train.lr_decay, recipe.train.lr_decay_every) == (0.98, 2)
         assert config.decay == 0.9
+
+
+def _scorer(batch: list) -> "object":
+    """The pipeline's validation scorer on a hand-made batch (``.noisy`` / ``.clean`` arrays)."""
+    from leanse.compress.pipeline import _Validation
+    from leanse.losses import get_loss
+
+    validation = _Validation.__new__(_Validation)
+    validation.loss_fn = get_loss("si_sdr")
+    validation.batch = batch
+    return validation
+
+
+def _mixtures(target: Callable, rate: int, count: int = 2) -> list:
+    """Noise inputs whose "clean" targets are what ``target`` makes of them: ``target`` is the
+    perfect model of this batch, so pruning any of its weights costs something."""
+    from types import SimpleNamespace
+
+    generator = torch.Generator().manual_seed(3)
+    noisy = [torch.randn(1, rate // 2, generator=generator) for _ in range(count)]
+    with torch.no_grad():
+        return [SimpleNamespace(noisy=x[0].numpy(), clean=target(x)[0].numpy()) for x in noisy]
+
+
+def test_sensitivity_charges_a_specialist_that_the_gate_never_picks():
+    """Hard gating runs only the chosen specialist: scored on the gated output alone, a specialist
+    nobody is routed to would look free to prune entirely (Algorithm 1 would pick 100 %). The
+    pipeline also scores each specialist on the whole batch, so its tensors keep their cost."""
+    from leanse.compress import pruning_sensitivity
+
+    torch.manual_seed(0)
+    model = build_model("tiny-sparse-ensemble").eval()
+    with torch.no_grad():  # the gate always picks specialist 0
+        for parameter in model.gate.parameters():
+            parameter.zero_()
+        model.gate.dense.bias[0] = 5.0
+    validation = _scorer(_mixtures(model.specialists[3], model.sample_rate))
+    assert len(validation.exit_losses(model)) == 1 + model.num_experts
+    name = "specialists.3.dense.weight"
+    tensors = [s for s in prunable_tensors(model) if s.name == name]
+
+    def gated_only(m: torch.nn.Module) -> float:
+        return -validation.exit_losses(m)[0]
+
+    ratios = [0.0, 0.5, 1.0]
+    assert pruning_sensitivity(model, gated_only, 0.1, ratios, tensors=tensors)[name]["chosen"] == 1.0
+    table = pruning_sensitivity(model, validation.negative_loss, 0.1, ratios, tensors=tensors)
+    assert table[name]["chosen"] < 1.0
+
+
+def test_sensitivity_of_a_bloom_net_sees_every_exit():
+    """003: BLOOM-Net must stay usable at every exit. The first exit's masker feeds only exit 1;
+    scored on the last exit alone it would look free to prune, scored on every exit it is not."""
+    from leanse.compress import pruning_sensitivity
+
+    torch.manual_seed(0)
+    model = build_model("tiny-bloom").eval()
+    validation = _scorer(_mixtures(lambda x: model(x, blocks=1), model.sample_rate))
+    assert len(validation.exit_losses(model)) == model.num_blocks
+    name = next(s.name for s in prunable_tensors(model) if s.name.startswith("maskers.0."))
+    tensors = [s for s in prunable_tensors(model) if s.name == name]
+
+    def last_exit_only(m: torch.nn.Module) -> float:
+        return -validation.exit_losses(m)[-1]
+
+    ratios = [0.0, 0.5, 1.0]
+    assert pruning_sensitivity(model, last_exit_only, 0.01, ratios, tensors=tensors)[name]["chosen"] == 1.0
+    table = pruning_sensitivity(model, validation.negative_loss, 0.01, ratios, tensors=tensors)
+    assert table[name]["chosen"] < 1.0
