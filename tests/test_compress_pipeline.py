@@ -43,7 +43,8 @@ def _digest(folder: Path) -> dict[str, str]:
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
 
 
-@pytest.mark.parametrize("preset,pipeline", [("tiny-mask-rnn", "c1"), ("tiny-fdnn", "c2")])
+@pytest.mark.parametrize("preset,pipeline", [("tiny-mask-rnn", "c1"), ("tiny-fdnn", "c2"),
+                                             ("tiny-sparse-ensemble", "c2")])
 def test_pipeline_compresses_reloads_and_never_touches_the_input(tmp_path, corpus_root, capsys,
                                                                  preset, pipeline):
     torch.manual_seed(0)
@@ -80,6 +81,9 @@ def test_pipeline_compresses_reloads_and_never_touches_the_input(tmp_path, corpu
     if pipeline == "c2" and (out / "shrunk").is_dir():
         shrunk = load_checkpoint(out / "shrunk")
         assert sum(p.numel() for p in shrunk.parameters()) < sum(p.numel() for p in pruned.parameters())
+    if preset == "tiny-sparse-ensemble":  # each specialist and the gate compressed, all scored
+        assert all(Pruner.from_zeros(part).sparsity() > 0 for part in [*pruned.specialists, pruned.gate])
+        assert len(state["base_exit_losses"]) == len(state["final_exit_losses"]) == 1 + 4
 
     # resumable: a second call finds every iteration done and trains nothing again
     mtimes = {p: p.stat().st_mtime for p in (out / "work").rglob("*.safetensors")}

@@ -47,6 +47,10 @@ Supported:
   they are normalised by global layer norms whose statistics run over all channels, so removing
   one changes every other channel's output.
 
+* **Not** BLOOM-Net / ResNet-TasNet (003): every separator block's hidden channels pass through
+  a global (or cumulative) layer norm whose statistics run over all channels, as DPRNN's
+  bottleneck does; C2 on them prunes and quantizes but removes nothing.
+
 Convolutional chains elsewhere keep their zeros (the packed file and the nonzero MAC count of
 :mod:`leanse.compress.cost` still see them).
 """
