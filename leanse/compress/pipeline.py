@@ -8,7 +8,9 @@ architecture allows (:mod:`leanse.compress.shrink`).
 Each pruning iteration (Sec. II-B): per-tensor sensitivity analysis on a fixed validation batch
 (the increase of the recipe's loss plays 004's ``I_U``; tolerance ``alpha_prune``), prune, fine-tune
 with the regulariser (its lambdas decay by ``decay`` = 0.9 every iteration, Sec. III-C) and the
-masks held, then score STOI and PESQ on the validation list. Iterations stop when one prunes a
+masks held, then score STOI and PESQ on the validation list. Models with several outputs that must
+all survive are scored on each: a BLOOM-Net's every exit (and fine-tuned on their summed loss,
+BLOOM-FT), a sparse ensemble's gated output and each specialist on its own (:func:`_outputs`). Iterations stop when one prunes a
 trivial share of the remaining weights (``min_removed``) or when STOI or PESQ falls more than
 ``stoi_drop`` / ``pesq_drop`` below the uncompressed model (that iteration is undone). Then
 Algorithm 3 picks each tensor's bit-width (tolerance ``alpha_quant``) and the model is written as a
