@@ -52,3 +52,29 @@ def test_the_limit_is_kept_in_the_config_and_adds_no_weights():
 def test_a_limit_that_is_not_a_positive_number_of_db_is_refused(bad):
     with pytest.raises(ConfigError, match="attenuation_limit_db"):
         build(attenuation_limit_db=bad)
+
+
+def test_enhance_takes_the_limit_from_the_command_line(tmp_path, capsys):
+    import numpy as np
+    import soundfile as sf
+
+    from leanse.checkpoint import save_checkpoint
+    from leanse.cli import main
+
+    save_checkpoint(build(), tmp_path / "model")
+    noisy = 0.1 * np.random.default_rng(0).standard_normal(8000).astype("float32")
+    sf.write(tmp_path / "noisy.wav", noisy, 16000)
+    for limit, out in [(None, "plain"), ("6", "limited"), ("6", "streamed")]:
+        flags = ["--atten-lim-db", limit] if limit else []
+        flags += ["--stream"] if out == "streamed" else []
+        assert main(["enhance", str(tmp_path / "noisy.wav"), "-o", str(tmp_path / out), "--model",
+                     str(tmp_path / "model"), *flags]) == 0
+    energy = {out: float(np.mean(sf.read(tmp_path / out / "noisy.wav")[0] ** 2)) for out in ("plain", "limited", "streamed")}
+    # The forced-low mask removes almost everything; at 6 dB at least a quarter of the energy stays.
+    assert energy["plain"] < 0.01 * np.mean(noisy ** 2) < 0.25 * np.mean(noisy ** 2) < energy["limited"]
+    assert energy["streamed"] == pytest.approx(energy["limited"], rel=1e-3)
+    capsys.readouterr()
+    assert main(["enhance", str(tmp_path / "noisy.wav"), "-o", str(tmp_path / "bad"), "--model",
+                 str(tmp_path / "model"), "--atten-lim-db", "-3"]) != 0
+    assert "--atten-lim-db must be a positive number" in capsys.readouterr().err
+    assert not (tmp_path / "bad" / "noisy.wav").exists()
