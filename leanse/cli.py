@@ -127,6 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     enhance.add_argument("--engine", choices=["torch", "onnx"], default="torch",
                          help="onnx: --model is a file written by leanse export (with --stream: its"
                               " step graph)")
+    enhance.add_argument("--atten-lim-db", type=float, default=None,
+                         help="mask models: attenuate no bin by more than this many dB (keeps some"
+                              " residual noise, and with it weak speech cues); default: the model's own")
     enhance.set_defaults(handler=cmd_enhance)
 
     export = commands.add_parser("export", help="export a checkpoint to ONNX and check it in onnxruntime")
@@ -344,6 +347,8 @@ def cmd_enhance(args: argparse.Namespace) -> int:
     else:
         model, streamer_factory = load_checkpoint(args.model), None
         kwargs = _blocks_argument(model, args.blocks)
+    if args.atten_lim_db is not None:
+        _set_attenuation_limit(model, args.atten_lim_db, args.engine)
     reports = enhance_files(args.inputs, args.out_dir, model, chunk_seconds=args.chunk_seconds,
                             source=args.source, streamer_factory=streamer_factory, **kwargs)
     for report in reports:
@@ -379,6 +384,19 @@ def cmd_export(args: argparse.Namespace) -> int:
         print(f"hop {info['hop']} samples, latency {info['latency_samples']} samples"
               f" ({1000 * info['latency_samples'] / info['sample_rate']:.1f} ms) at {info['sample_rate']} Hz")
     return 0
+
+
+def _set_attenuation_limit(model, limit_db: float, engine: str) -> None:
+    """``--atten-lim-db`` for mask models (the streamer shares the model, so it applies there too)."""
+    from leanse.errors import ConfigError
+
+    if engine == "onnx":
+        raise ConfigError("--atten-lim-db: an ONNX file keeps the limit it was exported with; drop --atten-lim-db")
+    if not hasattr(model, "attenuation_limit_db"):
+        raise ConfigError(f"--atten-lim-db: this model ({model.config.get('name')}) has no mask to limit; drop it")
+    if not limit_db > 0:
+        raise ConfigError(f"--atten-lim-db must be a positive number of dB, not {limit_db}")
+    model.attenuation_limit_db = limit_db
 
 
 def _blocks_argument(model, blocks: int | None) -> dict:

@@ -4,7 +4,9 @@
         --recipe recipes/real/base.yaml recipes/real/base-finetune.yaml --minutes 105 90 \
         --summary "GRU 256x2 mask net, log-power features"
 
-A model trained in stages (a fine-tuning recipe with ``train.init_from``) lists every recipe in
+``--checkpoint`` bundles another folder than ``RUN/best`` (e.g. the run's weights with an
+attenuation limit chosen by scripts/choose_attenuation_limit.py); its folder name is its row in
+the bench's results. A model trained in stages (a fine-tuning recipe with ``train.init_from``) lists every recipe in
 order, with the wall-clock minutes of each; the last one's run is ``run``.
 
 The card's numbers come from the run's own files (training log, recipe) and from one run of
@@ -70,18 +72,21 @@ def main() -> None:
     parser.add_argument("--bench", type=Path, required=True, help="output folder of bench_real_dev.py")
     parser.add_argument("--recipe", type=Path, nargs="+", required=True, help="the recipes, in training order")
     parser.add_argument("--summary", required=True)
+    parser.add_argument("--checkpoint", type=Path, default=None,
+                        help="the checkpoint to bundle (default RUN/best); its folder name is its bench row")
     parser.add_argument("--minutes", type=float, nargs="+", required=True,
                         help="training wall-clock minutes of each recipe (from the logs)")
     args = parser.parse_args()
     if len(args.minutes) != len(args.recipe):
         sys.exit("give one --minutes value per --recipe")
 
-    model = load_checkpoint(args.run / "best")
+    checkpoint = args.checkpoint or args.run / "best"
+    model = load_checkpoint(checkpoint)
     results = json.loads((args.bench / "results.json").read_text())
-    label = args.run.name
+    label = args.run.name if args.checkpoint is None else args.checkpoint.name
     mine = [r for r in results["overall"] if r["system"] == label]
     if not mine:
-        sys.exit(f"{args.bench}/results.json has no row for {label}; run bench_real_dev.py on {args.run}/best")
+        sys.exit(f"{args.bench}/results.json has no row for {label}; run bench_real_dev.py on {checkpoint}")
     me = mine[0]
     peers = [r for r in results["overall"] if r["system"] in ("noisy input", "RNNoise", "DeepFilterNet3")]
     paper = profile_model(model, 1.0, convention="paper", rtf=False)
@@ -107,6 +112,11 @@ def main() -> None:
             if row["system"] == label:
                 row["system"] = args.name
     me = {**me, "system": args.name}
+    limit = getattr(model, "attenuation_limit_db", None)
+    limit_note = ("" if limit is None else
+                  f"\nRun-time attenuation limit: {limit:g} dB (no bin is attenuated more; chosen on the dev set by"
+                  f" `scripts/choose_attenuation_limit.py` as the strongest suppression that keeps every SNR bin's"
+                  f" STOI and ESTOI at or above the noisy input's). `leanse enhance --atten-lim-db` overrides it.\n")
     licences = Path("data/real/LICENSES.md")
     card = f"""# {args.name}
 
@@ -118,7 +128,7 @@ recipes say every setting); bundled by `scripts/bundle_model.py`. Use it with
 | params | MACs/s (thop convention) | RTF, 1 thread (same run as the peers) | algorithmic latency |
 |---|---|---|---|
 | {paper['params']:,} | {paper['macs_per_second'] / 1e6:.1f}M | {me['RTF']} (RNNoise {next((r['RTF'] for r in peers if r['system'] == 'RNNoise'), '-')}, DeepFilterNet3 {next((r['RTF'] for r in peers if r['system'] == 'DeepFilterNet3'), '-')}) | {latency_ms:.0f} ms (one STFT window) |
-
+{limit_note}
 ## Real-speech dev set
 {sum(r['n'] for r in results['by_snr'] if r['system'] == 'noisy input')} of the {len(list(Path('data/real/dev/noisy').glob('*.wav'))) or 300} fixed 4-s mixtures of held-out real voices (ktuberling, klettres) in held-out
 noise (effects, music, babble, procedural), SNR -5..10 dB, a third reverberant; tuned on, never a
