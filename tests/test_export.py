@@ -25,7 +25,8 @@ from leanse.export import (
 from leanse.models import build_model
 from leanse.streaming import Streamer
 
-from test_streaming import IDS, STREAMABLE, build, signal
+from streamable_presets import IDS, STREAMABLE, build
+from test_streaming import signal
 
 
 @pytest.mark.parametrize("preset,overrides", STREAMABLE, ids=IDS)
@@ -161,7 +162,7 @@ def test_command_line_refusals_are_one_line_and_overwrite_nothing(tmp_path, caps
 def test_ensemble_exports_as_gate_and_specialist_graphs_with_a_dispatcher(tmp_path):
     from leanse.ensemble.export import OnnxEnsembleEngine
 
-    model = build("tiny-sparse-ensemble", {})
+    model = build("tiny-sparse-ensemble", {}, pinned_gate=False)
     with torch.no_grad():  # a gate that changes its mind often: the dispatcher must follow it
         model.gate.dense.weight.mul_(400.0)
     model.decision_frames = 2
