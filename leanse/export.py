@@ -145,12 +145,19 @@ def offline_graph(model: nn.Module) -> nn.Module:
 
 def export_onnx(model: nn.Module, path: str | os.PathLike, stream: bool = False,
                 int8: bool = False, meta: dict[str, Any] | None = None,
-                quality_mixtures: list | None = None) -> dict[str, Any]:
+                quality_mixtures: list | None = None,
+                packed_sizes: dict[str, int] | None = None) -> dict[str, Any]:
     """Export ``model`` to ``path`` (+ ``path.with_suffix('.json')``), verify, return the sidecar.
 
     With ``int8`` and ``quality_mixtures`` (a fixed test list, :func:`fixed_test_mixtures`), the fp32
     and int8 graphs both enhance every mixture and the sidecar's ``int8_quality`` gives their
     mean SI-SDR and PESQ and the change.
+
+    A compressed model (a packed checkpoint, loaded by :func:`leanse.checkpoint.load_checkpoint`
+    with its weights dequantized) exports those dense weights: ONNX has no codebook / sparse
+    position format that onnxruntime runs. ``packed_sizes``
+    (:func:`leanse.compress.packed.packed_disk_sizes`) puts the packed size next to the ONNX size
+    in the sidecar's ``compressed`` section.
     """
     import onnx
 
@@ -161,12 +168,24 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, stream: bool = False,
         raise ExportError(f"{path}: is a folder; give a file name ending in .onnx")
     path.parent.mkdir(parents=True, exist_ok=True)
     model = model.eval()
+    if not stream and hasattr(model, "specialists") and hasattr(model, "gate"):
+        # offline, the gate picks a specialist per utterance in Python: one traced graph would
+        # freeze the route of the example it was traced on
+        raise ExportError(f"{model.config.get('name')} routes each utterance to one specialist in"
+                          " Python and has no single offline graph; add --stream (gate + one graph"
+                          " per specialist, with a dispatcher)")
     if stream:
         model._require_streamable()
         if not model.step_exports_to_onnx:  # a hard-gated ensemble: separate graphs, dispatcher
             from leanse.ensemble.export import export_ensemble
 
-            return export_ensemble(model, path, int8=int8, meta=meta)
+            sidecar = export_ensemble(model, path, int8=int8, meta=meta)
+            if packed_sizes is not None:  # the gate graph and every specialist's graph
+                files = [path, *[path.with_name(e["file"]) for e in sidecar["specialists"]]]
+                sidecar["compressed"] = _compressed_report(packed_sizes,
+                                                           sum(f.stat().st_size for f in files))
+                _write_json(sidecar_path(path), sidecar)
+            return sidecar
 
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".onnx", dir=path.parent)
     os.close(fd)
@@ -226,12 +245,21 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, stream: bool = False,
                     graph_runner(fp32, sidecar), graph_runner(tmp, sidecar), quality_mixtures)
             fp32.unlink()
         sidecar["onnx_bytes"] = tmp.stat().st_size
+        if packed_sizes is not None:
+            sidecar["compressed"] = _compressed_report(packed_sizes, sidecar["onnx_bytes"])
         os.replace(tmp, path)
         _write_json(sidecar_path(path), sidecar)
         return sidecar
     finally:
         tmp.unlink(missing_ok=True)
         Path(str(tmp) + ".fp32").unlink(missing_ok=True)
+
+
+def _compressed_report(packed_sizes: dict[str, int], onnx_bytes: int) -> dict[str, Any]:
+    """The sidecar's ``compressed`` section: ONNX bytes next to the packed checkpoint's bytes."""
+    return {"weights": "dequantized (dense float32 in the graph)", "onnx_bytes": int(onnx_bytes),
+            **{k: int(v) for k, v in packed_sizes.items()},
+            "onnx_over_packed": float(onnx_bytes / max(packed_sizes["packed_folder_bytes"], 1))}
 
 
 @contextlib.contextmanager

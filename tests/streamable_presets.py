@@ -70,6 +70,11 @@ for _family in sorted({family(p, o) for p, o in STREAMABLE}):
 REPRESENTATIVES.add(IDS[-1])  # the extra option variant
 
 
+def is_ensemble(preset: str, overrides: dict[str, Any]) -> bool:
+    """A gate + specialists model (streams with a Python dispatcher, exports as several graphs)."""
+    return family(preset, overrides) == "sparse_ensemble"
+
+
 def pin_gate(model: nn.Module, specialist: int) -> None:
     """Make a hard-gated ensemble's gate always choose ``specialist`` (a large bias on its logit).
 
