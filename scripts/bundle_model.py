@@ -1,7 +1,11 @@
 """Copy a trained run's best checkpoint into the package as a bundled model, with its model card.
 
-    python scripts/bundle_model.py runs/leanse_base leanse-base --bench runs/real_dev \
-        --recipe recipes/real/base.yaml --summary "GRU 256x2 mask net, log-power features"
+    python scripts/bundle_model.py runs/leanse_base_ft leanse-base --bench runs/real_dev \
+        --recipe recipes/real/base.yaml recipes/real/base-finetune.yaml --minutes 105 90 \
+        --summary "GRU 256x2 mask net, log-power features"
+
+A model trained in stages (a fine-tuning recipe with ``train.init_from``) lists every recipe in
+order, with the wall-clock minutes of each; the last one's run is ``run``.
 
 The card's numbers come from the run's own files (training log, recipe) and from one run of
 benchmarks/bench_real_dev.py (``--bench``: its results.json, which holds the model and the peers
@@ -19,6 +23,7 @@ from pathlib import Path
 
 from leanse.checkpoint import load_checkpoint, save_checkpoint
 from leanse.complexity import profile_model
+from leanse.train.recipe import load_recipe
 
 METRICS = ["si_sdri", "pesq", "stoi", "estoi", "dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl"]
 TITLES = ["SI-SDRi", "PESQ-WB", "STOI", "ESTOI", "DNSMOS SIG", "DNSMOS BAK", "DNSMOS OVRL"]
@@ -37,6 +42,16 @@ def training_facts(run: Path) -> dict:
     return facts
 
 
+def budget_lines(recipes: list[Path], minutes: list[float], stages: list[dict]) -> str:
+    """One card line per training stage (recipe, loss, minutes, epochs, best validation loss)."""
+    lines = []
+    for recipe, spent, facts in zip(recipes, minutes, stages):
+        loss = load_recipe(recipe).train.loss
+        lines.append(f"  - `{recipe}` (loss `{loss}`): {spent:.0f} min, {facts['epochs']} epochs, {facts['steps']} steps; "
+                     f"best validation loss {facts['best_val_loss']} at epoch {facts['best_epoch']}")
+    return "\n".join(lines)
+
+
 def table(rows: list[dict], key: str | None) -> str:
     header = ["system", *([key] if key else []), *TITLES]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -53,10 +68,13 @@ def main() -> None:
     parser.add_argument("run", type=Path)
     parser.add_argument("name")
     parser.add_argument("--bench", type=Path, required=True, help="output folder of bench_real_dev.py")
-    parser.add_argument("--recipe", type=Path, required=True)
+    parser.add_argument("--recipe", type=Path, nargs="+", required=True, help="the recipes, in training order")
     parser.add_argument("--summary", required=True)
-    parser.add_argument("--minutes", type=float, required=True, help="training wall-clock minutes (from the log)")
+    parser.add_argument("--minutes", type=float, nargs="+", required=True,
+                        help="training wall-clock minutes of each recipe (from the logs)")
     args = parser.parse_args()
+    if len(args.minutes) != len(args.recipe):
+        sys.exit("give one --minutes value per --recipe")
 
     model = load_checkpoint(args.run / "best")
     results = json.loads((args.bench / "results.json").read_text())
@@ -67,7 +85,9 @@ def main() -> None:
     me = mine[0]
     peers = [r for r in results["overall"] if r["system"] in ("noisy input", "RNNoise", "DeepFilterNet3")]
     paper = profile_model(model, 1.0, convention="paper", rtf=False)
-    facts = training_facts(args.run)
+    stage_runs = [args.run.parent / load_recipe(recipe).name for recipe in args.recipe]
+    stages = [training_facts(run) for run in stage_runs]
+    facts = stages[-1]
     latency_ms = 1000 * model.config.get("n_fft", 0) / model.sample_rate
 
     dev = {m: round(me[m], 3) for m in METRICS if me.get(m) is not None}
@@ -75,9 +95,9 @@ def main() -> None:
     if folder.exists():
         shutil.rmtree(folder)
     save_checkpoint(model, folder, meta={
-        "summary": args.summary, "recipe": str(args.recipe), "dev_set": dev,
+        "summary": args.summary, "recipe": [str(r) for r in args.recipe], "dev_set": dev,
         "params": paper["params"], "macs_per_second": paper["macs_per_second"], "rtf_1_thread": me["RTF"],
-        "training": facts, "training_minutes": args.minutes,
+        "training": stages, "training_minutes": sum(args.minutes),
     })
 
     by_snr = [r for r in results["by_snr"] if r["system"] in (label, "noisy input", "RNNoise", "DeepFilterNet3")]
@@ -90,8 +110,8 @@ def main() -> None:
     licences = Path("data/real/LICENSES.md")
     card = f"""# {args.name}
 
-{args.summary}. Rebuilt by `leanse data real --out data/real && leanse train {args.recipe}` (the recipe
-says every setting); bundled by `scripts/bundle_model.py`. Use it with
+{args.summary}. Rebuilt by `leanse data real --out data/real && {' && '.join(f'leanse train {r}' for r in args.recipe)}` (the
+recipes say every setting); bundled by `scripts/bundle_model.py`. Use it with
 `leanse enhance noisy.wav -o out/ --model {args.name}` (16 kHz mono; other rates are resampled).
 
 ## Cost
@@ -118,8 +138,8 @@ By noise type:
 - Data: real voices of the `train` split of `leanse data real` ({', '.join(['fillets-ng-data-cs', 'fillets-ng-data-nl', 'tuxpaint-stamps-default', 'gcin-voice'])}),
   noise: megaglest ambient and music, hedgewars music, real-voice babble of training voices, procedural noise;
   augmentation: speed, EQ, reverberation, band-limiting, level, clipping (`data.augment` of the recipe).
-- Budget: {args.minutes:.0f} min wall clock on a shared 2-core CPU machine, 1 torch thread, alongside other jobs;
-  {facts['epochs']} epochs, {facts['steps']} steps; best validation loss {facts['best_val_loss']} at epoch {facts['best_epoch']}.
+- Budget: {sum(args.minutes):.0f} min wall clock on a shared 2-core CPU machine, 1 torch thread, alongside other jobs:
+{budget_lines(args.recipe, args.minutes, stages)}
 - Licences of the training data (GPL-2, GPL-3/LGPL-3, CC-BY-3.0, CC-BY-SA-3.0; see below): whether they oblige
   anything for trained weights is unsettled; they are listed here so a user can decide.
 
