@@ -369,6 +369,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     parity = sidecar["parity"]
     print(f"wrote {args.output} ({sidecar['onnx_bytes']:,} bytes, {sidecar['graph']} graph"
           f"{', int8' if args.int8 else ''}) and {sidecar_path(args.output)}")
+    if "specialists" in sidecar:  # an ensemble: the gate's graph + one graph per specialist
+        print(f"and {len(sidecar['specialists'])} specialist graphs beside it"
+              f" ({sidecar['onnx_bytes_all_graphs']:,} bytes with the gate's)")
     compressed = sidecar.get("compressed")
     if compressed:
         print(f"compressed checkpoint: exported its dequantized weights; ONNX"

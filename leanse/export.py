@@ -168,24 +168,23 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, stream: bool = False,
         raise ExportError(f"{path}: is a folder; give a file name ending in .onnx")
     path.parent.mkdir(parents=True, exist_ok=True)
     model = model.eval()
-    if not stream and hasattr(model, "specialists") and hasattr(model, "gate"):
-        # offline, the gate picks a specialist per utterance in Python: one traced graph would
-        # freeze the route of the example it was traced on
-        raise ExportError(f"{model.config.get('name')} routes each utterance to one specialist in"
-                          " Python and has no single offline graph; add --stream (gate + one graph"
-                          " per specialist, with a dispatcher)")
     if stream:
         model._require_streamable()
-        if not model.step_exports_to_onnx:  # a hard-gated ensemble: separate graphs, dispatcher
-            from leanse.ensemble.export import export_ensemble
+    ensemble = hasattr(model, "specialists") and hasattr(model, "gate")
+    if ensemble or (stream and not model.step_exports_to_onnx):
+        # a hard-gated ensemble routes in Python (offline per utterance, streaming per block of
+        # frames): one traced graph would freeze the route of its example, so the gate and each
+        # specialist become separate graphs, with a dispatcher
+        from leanse.ensemble.export import export_ensemble, export_ensemble_offline
 
-            sidecar = export_ensemble(model, path, int8=int8, meta=meta)
-            if packed_sizes is not None:  # the gate graph and every specialist's graph
-                files = [path, *[path.with_name(e["file"]) for e in sidecar["specialists"]]]
-                sidecar["compressed"] = _compressed_report(packed_sizes,
-                                                           sum(f.stat().st_size for f in files))
-                _write_json(sidecar_path(path), sidecar)
-            return sidecar
+        export = export_ensemble if stream else export_ensemble_offline
+        sidecar = export(model, path, int8=int8, meta=meta)
+        if packed_sizes is not None:  # the gate graph and every specialist's graph
+            files = [path, *[path.with_name(e["file"]) for e in sidecar["specialists"]]]
+            sidecar["compressed"] = _compressed_report(packed_sizes,
+                                                       sum(f.stat().st_size for f in files))
+            _write_json(sidecar_path(path), sidecar)
+        return sidecar
 
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".onnx", dir=path.parent)
     os.close(fd)
@@ -510,12 +509,22 @@ class OnnxOfflineModel:
     """An exported offline graph behind the ``[B, T] -> [B, T]`` call of a model (for enhance)."""
 
     def __init__(self, onnx_file: str | os.PathLike, threads: int = 1) -> None:
-        self.sidecar = read_sidecar(onnx_file, "offline")
-        self.session = make_session(onnx_file, threads)
+        sidecar = read_sidecar(onnx_file)
+        self.dispatcher = None
+        if sidecar.get("graph") == "ensemble_offline":  # gate graph + specialists' graphs
+            from leanse.ensemble.export import OnnxOfflineEnsemble
+
+            self.dispatcher = OnnxOfflineEnsemble(onnx_file, sidecar, threads)
+        else:
+            sidecar = read_sidecar(onnx_file, "offline")
+            self.session = make_session(onnx_file, threads)
+        self.sidecar = sidecar
         self.sample_rate = int(self.sidecar["sample_rate"])
         self.num_sources = 1
 
     def __call__(self, wav: torch.Tensor) -> torch.Tensor:
+        if self.dispatcher is not None:
+            return self.dispatcher(wav)
         out = self.session.run(["enhanced"], {"wav": np.ascontiguousarray(wav, dtype=np.float32)})
         return torch.from_numpy(out[0])
 

@@ -29,16 +29,13 @@ from streamable_presets import IDS, STREAMABLE, build, is_ensemble
 from test_streaming import signal
 
 
-#: a hard-gated ensemble decides per utterance offline: its export is the step graphs with a
-#: dispatcher (test_ensemble_exports_as_gate_and_specialist_graphs_with_a_dispatcher)
-OFFLINE = [pytest.param(p, o, id=i) for (p, o), i in zip(STREAMABLE, IDS) if not is_ensemble(p, o)]
-
-
-@pytest.mark.parametrize("preset,overrides", OFFLINE)
+@pytest.mark.parametrize("preset,overrides", STREAMABLE, ids=IDS)
 def test_offline_graph_matches_pytorch_for_any_batch_and_length(preset, overrides, tmp_path):
     model = build(preset, overrides)
     sidecar = export_onnx(model, tmp_path / "m.onnx")
-    assert sidecar["graph"] == "offline" and sidecar["model"] == model.config
+    # an ensemble: the gate's graph, one graph per specialist and a dispatcher (tested below)
+    expected = "ensemble_offline" if is_ensemble(preset, overrides) else "offline"
+    assert sidecar["graph"] == expected and sidecar["model"] == model.config
     onnx.checker.check_model(str(tmp_path / "m.onnx"))
     engine = OnnxOfflineModel(tmp_path / "m.onnx")
     for shape in [(1, 2345), (3, 4001)]:  # other than the traced example: dynamic axes
@@ -252,10 +249,34 @@ def test_compressed_checkpoint_exports_its_dequantized_weights_and_reports_both_
     np.testing.assert_allclose(y, expected[0], atol=1e-4, rtol=1e-4)
 
 
-def test_an_ensemble_has_no_offline_graph_and_says_to_export_the_stream(tmp_path):
-    with pytest.raises(ExportError, match="add --stream"):
-        export_onnx(build("tiny-sparse-ensemble", {}), tmp_path / "e.onnx")
-    assert not list(tmp_path.iterdir())
+def test_ensemble_offline_export_routes_each_utterance_through_the_gate_graph(tmp_path):
+    """Offline, 000 eq. 3: the gate reads the whole utterance, then only the chosen specialist
+    runs -- in onnxruntime as in PyTorch, utterance by utterance, switches included."""
+    model = build("tiny-sparse-ensemble", {}, pinned_gate=False)
+    with torch.no_grad():  # a gate whose choice follows the input
+        model.gate.dense.weight.mul_(400.0)
+    sidecar = export_onnx(model, tmp_path / "ens.onnx")
+    assert sidecar["graph"] == "ensemble_offline"
+    files = sorted(p.name for p in tmp_path.glob("*.onnx"))
+    assert files == ["ens.onnx", *[f"ens.specialist{k}.onnx" for k in range(4)]]
+    engine = OnnxOfflineModel(tmp_path / "ens.onnx")
+    wav = 0.3 * torch.randn(8, 3001, generator=torch.Generator().manual_seed(5))
+    wav = wav * torch.logspace(-2, 1, 8)[:, None]  # levels the gate tells apart
+    with torch.no_grad():
+        expected = model(wav)
+    routes = model.last_routing.tolist()
+    assert len(set(routes)) >= 2  # it did route utterances apart
+    np.testing.assert_allclose(engine(wav).numpy(), expected.numpy(), atol=1e-4, rtol=1e-4)
+    assert engine.dispatcher.last_routing.tolist() == routes
+    (tmp_path / "ens.specialist1.onnx").unlink()
+    with pytest.raises(ExportError, match="specialist"):
+        OnnxOfflineModel(tmp_path / "ens.onnx")
+
+
+def test_a_soft_gated_ensemble_is_refused_in_one_line(tmp_path):
+    with pytest.raises(ExportError, match="mode: hard"):
+        export_onnx(build("tiny-sparse-ensemble", {"mode": "soft"}), tmp_path / "e.onnx")
+    assert not list(tmp_path.glob("*.onnx"))
 
 
 def test_the_parity_check_catches_a_graph_that_computes_something_else(tmp_path):
