@@ -46,9 +46,15 @@ def _streamable() -> list[tuple[str, dict[str, Any]]]:
         overrides = _streaming_variant(name)
         if overrides is not None:
             found.append((name, overrides))
-    # options that no registered preset uses, but a config may: GRU with log-power features
-    found.append(("tiny-mask-rnn", {"rnn_type": "gru", "features": "log_power"}))
-    return found
+    return found + OPTION_VARIANTS
+
+
+#: options that no registered preset uses, but a config may: GRU with log-power features, and a
+#: mask floored by an attenuation limit (its own test: tests/test_attenuation_limit.py)
+OPTION_VARIANTS: list[tuple[str, dict[str, Any]]] = [
+    ("tiny-mask-rnn", {"rnn_type": "gru", "features": "log_power"}),
+    ("tiny-mask-rnn", {"attenuation_limit_db": 12.0}),
+]
 
 
 #: (preset, overrides) of every streamable preset (see the module docstring).
@@ -67,7 +73,7 @@ REPRESENTATIVES: set[str] = set()
 for _family in sorted({family(p, o) for p, o in STREAMABLE}):
     _members = [i for i, (p, o) in zip(IDS, STREAMABLE) if family(p, o) == _family]
     REPRESENTATIVES.add(next((i for i in _members if i.startswith("tiny-")), _members[0]))
-REPRESENTATIVES.add(IDS[-1])  # the extra option variant
+REPRESENTATIVES.add(IDS[len(IDS) - len(OPTION_VARIANTS)])  # the first option variant
 
 
 def is_ensemble(preset: str, overrides: dict[str, Any]) -> bool:
