@@ -357,7 +357,8 @@ def cmd_enhance(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from leanse.checkpoint import load_checkpoint
+    from leanse.checkpoint import checkpoint_folder, load_checkpoint
+    from leanse.compress.packed import packed_disk_sizes
     from leanse.errors import ConfigError
     from leanse.export import export_onnx, sidecar_path, fixed_test_mixtures
 
@@ -366,11 +367,23 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise ConfigError("--data scores int8 against fp32: add --int8 (or drop --data)")
     mixtures = (fixed_test_mixtures(args.data, model.sample_rate, args.list, args.test_size)
                 if args.data is not None else None)
+    packed_sizes = packed_disk_sizes(checkpoint_folder(args.checkpoint))
     sidecar = export_onnx(model, args.output, stream=args.stream, int8=args.int8,
-                          meta={"checkpoint": str(args.checkpoint)}, quality_mixtures=mixtures)
+                          meta={"checkpoint": str(args.checkpoint)}, quality_mixtures=mixtures,
+                          packed_sizes=packed_sizes)
     parity = sidecar["parity"]
     print(f"wrote {args.output} ({sidecar['onnx_bytes']:,} bytes, {sidecar['graph']} graph"
           f"{', int8' if args.int8 else ''}) and {sidecar_path(args.output)}")
+    if "specialists" in sidecar:  # an ensemble: the gate's graph + one graph per specialist
+        print(f"and {len(sidecar['specialists'])} specialist graphs beside it"
+              f" ({sidecar['onnx_bytes_all_graphs']:,} bytes with the gate's)")
+    compressed = sidecar.get("compressed")
+    if compressed:
+        print(f"compressed checkpoint: exported its dequantized weights; ONNX"
+              f" {compressed['onnx_bytes']:,} bytes vs packed folder"
+              f" {compressed['packed_folder_bytes']:,} bytes"
+              f" ({compressed['onnx_over_packed']:.1f}x; dense float32 weights"
+              f" {compressed['dense_bytes']:,} bytes)")
     print(f"checked in onnxruntime: {parity['checked']}: max |error| {parity['max_abs_error']:.2e}")
     quality = sidecar.get("int8_quality")
     if quality:

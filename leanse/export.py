@@ -145,12 +145,19 @@ def offline_graph(model: nn.Module) -> nn.Module:
 
 def export_onnx(model: nn.Module, path: str | os.PathLike, stream: bool = False,
                 int8: bool = False, meta: dict[str, Any] | None = None,
-                quality_mixtures: list | None = None) -> dict[str, Any]:
+                quality_mixtures: list | None = None,
+                packed_sizes: dict[str, int] | None = None) -> dict[str, Any]:
     """Export ``model`` to ``path`` (+ ``path.with_suffix('.json')``), verify, return the sidecar.
 
     With ``int8`` and ``quality_mixtures`` (a fixed test list, :func:`fixed_test_mixtures`), the fp32
     and int8 graphs both enhance every mixture and the sidecar's ``int8_quality`` gives their
     mean SI-SDR and PESQ and the change.
+
+    A compressed model (a packed checkpoint, loaded by :func:`leanse.checkpoint.load_checkpoint`
+    with its weights dequantized) exports those dense weights: ONNX has no codebook / sparse
+    position format that onnxruntime runs. ``packed_sizes``
+    (:func:`leanse.compress.packed.packed_disk_sizes`) puts the packed size next to the ONNX size
+    in the sidecar's ``compressed`` section.
     """
     import onnx
 
@@ -163,10 +170,21 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, stream: bool = False,
     model = model.eval()
     if stream:
         model._require_streamable()
-        if not model.step_exports_to_onnx:  # a hard-gated ensemble: separate graphs, dispatcher
-            from leanse.ensemble.export import export_ensemble
+    ensemble = hasattr(model, "specialists") and hasattr(model, "gate")
+    if ensemble or (stream and not model.step_exports_to_onnx):
+        # a hard-gated ensemble routes in Python (offline per utterance, streaming per block of
+        # frames): one traced graph would freeze the route of its example, so the gate and each
+        # specialist become separate graphs, with a dispatcher
+        from leanse.ensemble.export import export_ensemble, export_ensemble_offline
 
-            return export_ensemble(model, path, int8=int8, meta=meta)
+        export = export_ensemble if stream else export_ensemble_offline
+        sidecar = export(model, path, int8=int8, meta=meta)
+        if packed_sizes is not None:  # the gate graph and every specialist's graph
+            files = [path, *[path.with_name(e["file"]) for e in sidecar["specialists"]]]
+            sidecar["compressed"] = _compressed_report(packed_sizes,
+                                                       sum(f.stat().st_size for f in files))
+            _write_json(sidecar_path(path), sidecar)
+        return sidecar
 
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".onnx", dir=path.parent)
     os.close(fd)
@@ -226,12 +244,21 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, stream: bool = False,
                     graph_runner(fp32, sidecar), graph_runner(tmp, sidecar), quality_mixtures)
             fp32.unlink()
         sidecar["onnx_bytes"] = tmp.stat().st_size
+        if packed_sizes is not None:
+            sidecar["compressed"] = _compressed_report(packed_sizes, sidecar["onnx_bytes"])
         os.replace(tmp, path)
         _write_json(sidecar_path(path), sidecar)
         return sidecar
     finally:
         tmp.unlink(missing_ok=True)
         Path(str(tmp) + ".fp32").unlink(missing_ok=True)
+
+
+def _compressed_report(packed_sizes: dict[str, int], onnx_bytes: int) -> dict[str, Any]:
+    """The sidecar's ``compressed`` section: ONNX bytes next to the packed checkpoint's bytes."""
+    return {"weights": "dequantized (dense float32 in the graph)", "onnx_bytes": int(onnx_bytes),
+            **{k: int(v) for k, v in packed_sizes.items()},
+            "onnx_over_packed": float(onnx_bytes / max(packed_sizes["packed_folder_bytes"], 1))}
 
 
 @contextlib.contextmanager
@@ -482,12 +509,22 @@ class OnnxOfflineModel:
     """An exported offline graph behind the ``[B, T] -> [B, T]`` call of a model (for enhance)."""
 
     def __init__(self, onnx_file: str | os.PathLike, threads: int = 1) -> None:
-        self.sidecar = read_sidecar(onnx_file, "offline")
-        self.session = make_session(onnx_file, threads)
+        sidecar = read_sidecar(onnx_file)
+        self.dispatcher = None
+        if sidecar.get("graph") == "ensemble_offline":  # gate graph + specialists' graphs
+            from leanse.ensemble.export import OnnxOfflineEnsemble
+
+            self.dispatcher = OnnxOfflineEnsemble(onnx_file, sidecar, threads)
+        else:
+            sidecar = read_sidecar(onnx_file, "offline")
+            self.session = make_session(onnx_file, threads)
+        self.sidecar = sidecar
         self.sample_rate = int(self.sidecar["sample_rate"])
         self.num_sources = 1
 
     def __call__(self, wav: torch.Tensor) -> torch.Tensor:
+        if self.dispatcher is not None:
+            return self.dispatcher(wav)
         out = self.session.run(["enhanced"], {"wav": np.ascontiguousarray(wav, dtype=np.float32)})
         return torch.from_numpy(out[0])
 

@@ -17,22 +17,25 @@ from leanse.export import (
     PARITY_STEPS,
     ExportError,
     OnnxOfflineModel,
-    OnnxStepEngine,
     check_parity,
     export_onnx,
     read_sidecar,
+    step_engine,
 )
 from leanse.models import build_model
 from leanse.streaming import Streamer
 
-from test_streaming import IDS, STREAMABLE, build, signal
+from streamable_presets import IDS, STREAMABLE, build, is_ensemble
+from test_streaming import signal
 
 
 @pytest.mark.parametrize("preset,overrides", STREAMABLE, ids=IDS)
 def test_offline_graph_matches_pytorch_for_any_batch_and_length(preset, overrides, tmp_path):
     model = build(preset, overrides)
     sidecar = export_onnx(model, tmp_path / "m.onnx")
-    assert sidecar["graph"] == "offline" and sidecar["model"] == model.config
+    # an ensemble: the gate's graph, one graph per specialist and a dispatcher (tested below)
+    expected = "ensemble_offline" if is_ensemble(preset, overrides) else "offline"
+    assert sidecar["graph"] == expected and sidecar["model"] == model.config
     onnx.checker.check_model(str(tmp_path / "m.onnx"))
     engine = OnnxOfflineModel(tmp_path / "m.onnx")
     for shape in [(1, 2345), (3, 4001)]:  # other than the traced example: dynamic axes
@@ -49,15 +52,25 @@ def test_step_graph_carries_state_like_pytorch(preset, overrides, tmp_path):
     info = sidecar["stream"]
     assert info["hop"] == model.hop and info["latency_samples"] == model.latency_samples
     assert [s["name"] for s in info["state"]] == model.state_names
-    graph = onnx.load(str(tmp_path / "s.onnx")).graph
-    assert [i.name for i in graph.input] == ["x_hop", *model.state_names]
-    # >= 200 looped steps, every output and state tensor compared at fp32 tolerance
-    parity = check_parity(model, tmp_path / "s.onnx", sidecar, strict=True)
-    assert parity["max_abs_error"] < 1e-2 and str(PARITY_STEPS) in parity["checked"]
+    if sidecar["graph"] == "ensemble_step":  # gate graph + one step graph per specialist
+        # the export ran its dispatcher against PyTorch's stream for 200 steps, every output and
+        # state compared (it raises otherwise), and each specialist's graph passed check_parity
+        assert sidecar["parity"]["checked"] == "dispatcher, 200 steps"
+        assert sidecar["parity"]["max_abs_error"] < 1e-3
+        for k, entry in enumerate(sidecar["specialists"]):
+            side = read_sidecar(tmp_path / entry["file"])
+            assert side["graph"] == "step" and str(PARITY_STEPS) in side["parity"]["checked"]
+    else:
+        graph = onnx.load(str(tmp_path / "s.onnx")).graph
+        assert [i.name for i in graph.input] == ["x_hop", *model.state_names]
+        # the export ran check_parity (strict: it raises past tolerance) on the written graph:
+        # >= 200 looped steps, every output and state tensor compared at fp32 tolerance
+        parity = sidecar["parity"]
+        assert parity["max_abs_error"] < 1e-2 and str(PARITY_STEPS) in parity["checked"]
     assert PARITY_STEPS >= 200
     # and through the streamer: the ONNX stream equals the offline PyTorch output
     x = signal()
-    streamer = Streamer(OnnxStepEngine(tmp_path / "s.onnx"))
+    streamer = Streamer(step_engine(tmp_path / "s.onnx"))
     y = np.concatenate([streamer.feed(x[:1234].numpy()), streamer.feed(x[1234:].numpy()),
                         streamer.flush()])
     with torch.no_grad():
@@ -161,7 +174,7 @@ def test_command_line_refusals_are_one_line_and_overwrite_nothing(tmp_path, caps
 def test_ensemble_exports_as_gate_and_specialist_graphs_with_a_dispatcher(tmp_path):
     from leanse.ensemble.export import OnnxEnsembleEngine
 
-    model = build("tiny-sparse-ensemble", {})
+    model = build("tiny-sparse-ensemble", {}, pinned_gate=False)
     with torch.no_grad():  # a gate that changes its mind often: the dispatcher must follow it
         model.gate.dense.weight.mul_(400.0)
     model.decision_frames = 2
@@ -195,3 +208,82 @@ def test_int8_export_reports_the_quality_change_on_a_fixed_test_list(tmp_path, c
     for key in ("si_sdr_fp32", "si_sdr_int8", "si_sdr_change"):
         assert np.isfinite(quality[key])
     assert quality["si_sdr_change"] == pytest.approx(quality["si_sdr_int8"] - quality["si_sdr_fp32"])
+
+
+def test_compressed_checkpoint_exports_its_dequantized_weights_and_reports_both_sizes(tmp_path, capsys):
+    """A packed checkpoint (004's pruning + weight sharing, `leanse compress`) exports as dense
+    float32 weights -- the dequantized model -- and the report puts the ONNX file's size next to
+    the packed folder's real size on disk."""
+    from leanse.checkpoint import load_checkpoint
+    from leanse.compress import Pruner, quantize_model
+    from leanse.compress.packed import save_packed
+
+    torch.manual_seed(0)
+    model = build_model("tiny-mask-rnn").eval()
+    original = build_model(model.config).eval()
+    original.load_state_dict(model.state_dict())
+    Pruner(model).prune(0.9)
+    folder = save_packed(model, tmp_path / "packed", quantize_model(model, 5, max_iter=30))
+    dequantized = load_checkpoint(folder)
+    folder_bytes = sum(f.stat().st_size for f in folder.iterdir())
+
+    for flags, onnx_file in (([], tmp_path / "c.onnx"), (["--stream"], tmp_path / "c_stream.onnx")):
+        assert main(["export", str(folder), "-o", str(onnx_file), *flags]) == 0
+        out = capsys.readouterr().out
+        compressed = json.loads(onnx_file.with_suffix(".json").read_text())["compressed"]
+        assert compressed["packed_folder_bytes"] == folder_bytes
+        assert compressed["packed_weights_bytes"] == (folder / "model.safetensors").stat().st_size
+        assert compressed["onnx_bytes"] == onnx_file.stat().st_size
+        assert f"ONNX {onnx_file.stat().st_size:,} bytes vs packed folder {folder_bytes:,} bytes" in out
+        # 5-bit codes of 10 % of the weights against dense float32 (+ the DFT bases offline)
+        assert compressed["onnx_bytes"] > 3 * folder_bytes
+    wav = 0.3 * torch.randn(2, 6001, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        expected, before = dequantized(wav).numpy(), original(wav).numpy()
+    exported = OnnxOfflineModel(tmp_path / "c.onnx")(wav).numpy()
+    np.testing.assert_allclose(exported, expected, atol=1e-4, rtol=1e-4)
+    assert np.abs(exported - before).max() > 100 * 1e-4  # the compressed weights, not the originals
+    streamer = Streamer(step_engine(tmp_path / "c_stream.onnx"))
+    y = np.concatenate([streamer.feed(wav[0, :2500].numpy()), streamer.feed(wav[0, 2500:].numpy()),
+                        streamer.flush()])
+    np.testing.assert_allclose(y, expected[0], atol=1e-4, rtol=1e-4)
+
+
+def test_ensemble_offline_export_routes_each_utterance_through_the_gate_graph(tmp_path):
+    """Offline, 000 eq. 3: the gate reads the whole utterance, then only the chosen specialist
+    runs -- in onnxruntime as in PyTorch, utterance by utterance, switches included."""
+    model = build("tiny-sparse-ensemble", {}, pinned_gate=False)
+    with torch.no_grad():  # a gate whose choice follows the input
+        model.gate.dense.weight.mul_(400.0)
+    sidecar = export_onnx(model, tmp_path / "ens.onnx")
+    assert sidecar["graph"] == "ensemble_offline"
+    files = sorted(p.name for p in tmp_path.glob("*.onnx"))
+    assert files == ["ens.onnx", *[f"ens.specialist{k}.onnx" for k in range(4)]]
+    engine = OnnxOfflineModel(tmp_path / "ens.onnx")
+    wav = 0.3 * torch.randn(8, 3001, generator=torch.Generator().manual_seed(5))
+    wav = wav * torch.logspace(-2, 1, 8)[:, None]  # levels the gate tells apart
+    with torch.no_grad():
+        expected = model(wav)
+    routes = model.last_routing.tolist()
+    assert len(set(routes)) >= 2  # it did route utterances apart
+    np.testing.assert_allclose(engine(wav).numpy(), expected.numpy(), atol=1e-4, rtol=1e-4)
+    assert engine.dispatcher.last_routing.tolist() == routes
+    (tmp_path / "ens.specialist1.onnx").unlink()
+    with pytest.raises(ExportError, match="specialist"):
+        OnnxOfflineModel(tmp_path / "ens.onnx")
+
+
+def test_a_soft_gated_ensemble_is_refused_in_one_line(tmp_path):
+    with pytest.raises(ExportError, match="mode: hard"):
+        export_onnx(build("tiny-sparse-ensemble", {"mode": "soft"}), tmp_path / "e.onnx")
+    assert not list(tmp_path.glob("*.onnx"))
+
+
+def test_the_parity_check_catches_a_graph_that_computes_something_else(tmp_path):
+    """What the export-time check (which every test above relies on) does on a wrong graph."""
+    model = build("tiny-mask-rnn", {})
+    sidecar = export_onnx(model, tmp_path / "s.onnx", stream=True)
+    torch.manual_seed(1)
+    other = build_model("tiny-mask-rnn").eval()  # same architecture, other weights
+    with pytest.raises(ExportError, match="differs from PyTorch"):
+        check_parity(other, tmp_path / "s.onnx", sidecar, strict=True)

@@ -32,7 +32,8 @@ from leanse.compress.positions import MODES, PositionCode
 from leanse.compress.quantization import PackedModel, QuantizedTensor, eq11_bytes
 from leanse.errors import CheckpointError
 
-__all__ = ["save_packed", "read_packed_state", "is_packed", "packed_summary", "PACKING_VERSION"]
+__all__ = ["save_packed", "read_packed_state", "is_packed", "packed_summary", "packed_disk_sizes",
+           "PACKING_VERSION"]
 
 PACKING_VERSION = 1
 BLOB = "__packed__"
@@ -104,6 +105,27 @@ def is_packed(document: dict[str, Any]) -> bool:
 def packed_summary(document: dict[str, Any]) -> dict[str, int]:
     """``{"file_bytes", "payload_bytes", "eq11_bytes", "dense_bytes"}`` of a packed checkpoint."""
     return dict(document["packed"]["sizes"])
+
+
+def packed_disk_sizes(folder: str | os.PathLike) -> dict[str, int] | None:
+    """What a packed checkpoint folder really takes on disk, or None for an unpacked checkpoint.
+
+    ``packed_folder_bytes``: every file in the folder (weights + ``leanse.json``, whose header
+    holds the per-tensor layout the weights need); ``packed_weights_bytes``: the weights file;
+    ``dense_bytes``: the same weights as dense float32 (what a dequantized export must store).
+    """
+    from leanse.checkpoint import CONFIG, WEIGHTS
+
+    folder = Path(folder)
+    try:
+        document = json.loads((folder / CONFIG).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    if not is_packed(document):
+        return None
+    return {"packed_folder_bytes": sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()),
+            "packed_weights_bytes": (folder / WEIGHTS).stat().st_size,
+            "dense_bytes": int(packed_summary(document)["dense_bytes"])}
 
 
 def read_packed_state(folder: Path, document: dict[str, Any], map_location: str = "cpu"

@@ -13,6 +13,12 @@ specialist's graph only -- cost gate + one specialist, as in PyTorch
 (:mod:`leanse.ensemble.streaming`). The front end's state (analysis and overlap-add buffers) is
 shared: whichever specialist runs takes it and hands it on, so a switch is seamless; the newly
 chosen specialist's own state starts from its initial state.
+
+Offline (``leanse export ENSEMBLE -o ens.onnx``, no ``--stream``) the same split: ``ens.onnx``
+is the gate's offline graph (``wav [B, T] -> logits [B, K]``), ``ens.specialist{k}.onnx`` each
+specialist's offline graph, and :class:`OnnxOfflineEnsemble` routes each utterance to the argmax
+(000 eq. 3) -- again gate + one specialist per utterance, not K. ``leanse enhance --engine onnx``
+runs it like any offline export.
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ from leanse.export import (
     make_session,
     sidecar_path,
 )
-from leanse.models.streaming import State, masked_update, rnn_state_specs, rnn_step
+from leanse.models.streaming import State, masked_update, real_dft_basis, rnn_state_specs, rnn_step
 
 FRONT = ("frame_counter", "analysis_buffer", "ola_signal", "ola_envelope")
 
@@ -98,6 +104,8 @@ def export_ensemble(model: nn.Module, path: str | os.PathLike, int8: bool = Fals
             "stream": model.stream_info(), "gate_state": gate_names,
             "decision_frames": int(model.decision_frames), "specialists": specialists,
             "onnx_bytes": path.stat().st_size,
+            "onnx_bytes_all_graphs": path.stat().st_size + sum(
+                path.with_name(entry["file"]).stat().st_size for entry in specialists),
             "dispatch": "gate graph every hop; the chosen specialist's graph only (cost: gate + one"
                         " specialist); a new choice starts that specialist from its initial state",
         }
@@ -192,3 +200,147 @@ class OnnxEnsembleEngine:
         new_count = (int(count) + 1) % self.decision_frames if valid else int(count)
         return y_hop, (*new_state[:4], *(torch.from_numpy(t) for t in new_gate),
                        torch.tensor([new_choice]), torch.tensor([new_count]), *cores)
+
+
+# ------------------------------------------------------------------------------------------
+# Offline: the gate graph on the whole utterance, then the chosen specialist's offline graph
+# ------------------------------------------------------------------------------------------
+
+
+class GateOfflineGraph(nn.Module):
+    """The gate's offline forward, ``wav [B, T] -> logits [B, K]`` (000 eq. 3 before the argmax),
+    with its STFT (``torch.stft(center=True)``, Hann) as one strided convolution: the TorchScript
+    exporter has no complex STFT (see :mod:`leanse.export`)."""
+
+    def __init__(self, gate: nn.Module) -> None:
+        super().__init__()
+        stft = getattr(gate, "stft", None)
+        if stft is None:  # SpeakerGate: the STFT belongs to its embedding f
+            stft = gate.embedding.stft
+        self.n_fft, self.hop = int(stft.n_fft), int(stft.hop_length)
+        cos, sin = real_dft_basis(self.n_fft, stft.window)  # [n, F] each
+        self.register_buffer("analysis", torch.cat([cos, sin], 1).T[:, None].contiguous())  # [2F,1,n]
+        self.rnn, self.head = _gate_parts(gate)
+
+    def forward(self, wav: torch.Tensor) -> torch.Tensor:
+        x = nn.functional.pad(wav[:, None], (self.n_fft // 2, self.n_fft // 2), mode="reflect")
+        spec = nn.functional.conv1d(x, self.analysis, stride=self.hop)  # [B, 2F, N]
+        bins = spec.shape[1] // 2
+        re, im = spec[:, :bins], spec[:, bins:]
+        magnitude = torch.sqrt(re * re + im * im).transpose(1, 2)  # [B, N, F]
+        hidden, _ = self.rnn(magnitude)  # [B, N, H]
+        return self.head(hidden[:, -1])  # last frame: [B, K]
+
+
+def export_ensemble_offline(model: nn.Module, path: str | os.PathLike, int8: bool = False,
+                            meta: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Write the gate's offline graph at ``path``, each specialist's offline graph beside it and
+    the sidecar; :class:`OnnxOfflineEnsemble` dispatches (cost: gate + one specialist per
+    utterance, as :meth:`~leanse.ensemble.sparse.SparseEnsemble.forward` in hard mode)."""
+    import onnx
+
+    from leanse.export import quantize_int8
+
+    path = Path(path)
+    model = model.eval()
+    if model.mode != "hard" or _gate_parts(model.gate) is None:
+        raise ExportError(f"only a hard-gated ensemble with an RNN gate exports (mode is"
+                          f" {model.mode!r}); set mode: hard")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    specialists, written = [], []
+    gate_tmp = path.with_name(f".{path.name}.gate.tmp")
+    try:
+        for k, expert in enumerate(model.specialists):
+            target = path.with_name(f"{path.stem}.specialist{k}.onnx")
+            side = export_onnx(expert, target, int8=int8)  # offline graph, checked on its own
+            written += [target, sidecar_path(target)]
+            specialists.append({"file": target.name, "sha256": side["sha256"]})
+        with torch.no_grad(), _export_errors(model):
+            torch.onnx.export(
+                GateOfflineGraph(model.gate).eval(), (0.1 * torch.randn(1, model.sample_rate),),
+                str(gate_tmp), dynamo=False, opset_version=OPSET, input_names=["wav"],
+                output_names=["logits"],
+                dynamic_axes={"wav": {0: "batch", 1: "time"}, "logits": {0: "batch"}})
+        onnx.checker.check_model(str(gate_tmp))
+        if int8:
+            fp32 = gate_tmp.with_name(gate_tmp.name + ".fp32")
+            os.replace(gate_tmp, fp32)
+            try:
+                quantize_int8(fp32, gate_tmp)
+            finally:
+                fp32.unlink(missing_ok=True)
+        sidecar = {
+            "format": "leanse-onnx", "version": 1, "graph": "ensemble_offline",
+            "onnx_file": path.name, "sha256": _sha256(gate_tmp), "sample_rate": int(model.sample_rate),
+            "model": model.config, "int8": bool(int8), "meta": meta or {},
+            "stream": None, "specialists": specialists, "inputs": ["wav"], "outputs": ["logits"],
+            "onnx_bytes": gate_tmp.stat().st_size,
+            "dispatch": "gate graph on the whole utterance, argmax, then the chosen specialist's"
+                        " offline graph only (cost: gate + one specialist per utterance)",
+        }
+        sidecar["onnx_bytes_all_graphs"] = sidecar["onnx_bytes"] + sum(
+            path.with_name(entry["file"]).stat().st_size for entry in specialists)
+        engine = OnnxOfflineEnsemble(gate_tmp, sidecar)
+        sidecar["parity"] = _ensemble_offline_parity(model, engine, strict=not int8)
+        os.replace(gate_tmp, path)
+        written.append(path)
+        _write_json(sidecar_path(path), sidecar)
+        return sidecar
+    except BaseException:
+        for file in written:
+            file.unlink(missing_ok=True)
+        raise
+    finally:
+        gate_tmp.unlink(missing_ok=True)
+
+
+def _ensemble_offline_parity(model: nn.Module, engine: "OnnxOfflineEnsemble",
+                             strict: bool = True) -> dict[str, Any]:
+    """The dispatcher against PyTorch's hard-gated forward: the routes and every output sample.
+    Three utterances at different levels, so a gate that tells levels apart routes them apart."""
+    generator = torch.Generator().manual_seed(0)
+    wav = 0.3 * torch.randn(3, model.sample_rate + 123, generator=generator)
+    wav = wav * torch.tensor([[0.1], [1.0], [3.0]])
+    with torch.no_grad():
+        reference = model(wav).numpy()
+        routes = model.last_routing.tolist()
+    out = engine(wav).numpy()
+    error = float(np.abs(out - reference).max())
+    if strict and (engine.last_routing.tolist() != routes
+                   or not np.allclose(out, reference, atol=1e-4, rtol=1e-4)):
+        raise ExportError(f"the exported ensemble differs from PyTorch (routes"
+                          f" {engine.last_routing.tolist()} vs {routes}, max {error:.2e}); not written")
+    return {"checked": "offline, 3 x (1 s + 123 samples), routes and outputs",
+            "max_abs_error": error, "specialists_used": sorted(set(routes))}
+
+
+class OnnxOfflineEnsemble:
+    """The offline dispatcher: ``[B, T] -> [B, T]``, each utterance through the gate graph and
+    then only its chosen specialist's graph (000 eq. 3)."""
+
+    def __init__(self, onnx_file: str | os.PathLike, sidecar: dict[str, Any], threads: int = 1) -> None:
+        from leanse.export import OnnxOfflineModel
+
+        onnx_file = Path(onnx_file)
+        self.sidecar = sidecar
+        self.gate = make_session(onnx_file, threads)
+        self.specialists = []
+        for entry in sidecar["specialists"]:
+            file = onnx_file.with_name(entry["file"])
+            if not file.is_file() or _sha256(file) != entry["sha256"]:
+                raise ExportError(f"{file}: missing or not the specialist exported with {onnx_file.name};"
+                                  " keep the files of one export together (export again)")
+            self.specialists.append(OnnxOfflineModel(file, threads=threads))
+        self.sample_rate = int(sidecar["sample_rate"])
+        self.num_sources = 1
+        self.last_routing = np.zeros(0, np.int64)
+
+    def __call__(self, wav: torch.Tensor) -> torch.Tensor:
+        wav = np.ascontiguousarray(wav, dtype=np.float32)
+        routing = self.gate.run(["logits"], {"wav": wav})[0].argmax(-1)  # [B]
+        out = np.empty_like(wav)
+        for k in np.unique(routing):  # only the specialists that were chosen run
+            index = np.nonzero(routing == k)[0]
+            out[index] = self.specialists[int(k)](wav[index]).numpy()
+        self.last_routing = routing
+        return torch.from_numpy(out)
