@@ -72,6 +72,7 @@ def main() -> None:
     parser.add_argument("--bench", type=Path, required=True, help="output folder of bench_real_dev.py")
     parser.add_argument("--recipe", type=Path, nargs="+", required=True, help="the recipes, in training order")
     parser.add_argument("--summary", required=True)
+    parser.add_argument("--note", default="", help="a sentence for the dev-set section (e.g. where rows were reused from)")
     parser.add_argument("--checkpoint", type=Path, default=None,
                         help="the checkpoint to bundle (default RUN/best); its folder name is its bench row")
     parser.add_argument("--minutes", type=float, nargs="+", required=True,
@@ -125,14 +126,14 @@ recipes say every setting); bundled by `scripts/bundle_model.py`. Use it with
 `leanse enhance noisy.wav -o out/ --model {args.name}` (16 kHz mono; other rates are resampled).
 
 ## Cost
-| params | MACs/s (thop convention) | RTF, 1 thread (same run as the peers) | algorithmic latency |
+| params | MACs/s (thop convention) | RTF, 1 thread | algorithmic latency |
 |---|---|---|---|
 | {paper['params']:,} | {paper['macs_per_second'] / 1e6:.1f}M | {me['RTF']} (RNNoise {next((r['RTF'] for r in peers if r['system'] == 'RNNoise'), '-')}, DeepFilterNet3 {next((r['RTF'] for r in peers if r['system'] == 'DeepFilterNet3'), '-')}) | {latency_ms:.0f} ms (one STFT window) |
 {limit_note}
 ## Real-speech dev set
 {sum(r['n'] for r in results['by_snr'] if r['system'] == 'noisy input')} of the {len(list(Path('data/real/dev/noisy').glob('*.wav'))) or 300} fixed 4-s mixtures of held-out real voices (ktuberling, klettres) in held-out
 noise (effects, music, babble, procedural), SNR -5..10 dB, a third reverberant; tuned on, never a
-test set. All systems scored in one run by `benchmarks/bench_real_dev.py` (peers delay-compensated).
+test set. All systems scored by `benchmarks/bench_real_dev.py` (peers delay-compensated). {args.note}
 
 {table([*peers, me], None)}
 
