@@ -41,6 +41,7 @@ from collections import defaultdict
 import torch
 from torch import nn
 
+from bench_streaming import gemm_peak  # one GEMM-peak measurement for every benchmark
 from leanse.complexity import count_macs
 from leanse.models import build_model
 
@@ -51,18 +52,6 @@ PATHS = {
     "intra_rnn.rnn": "intra-chunk (along the 2T frames of a chunk)",
     "inter_rnn.rnn": "inter-chunk (along the S chunks)",
 }
-
-
-def gemm_peak(repeats: int = 7) -> float:
-    """1-thread float32 GEMM rate in MAC/s (median of ``repeats`` 1024^3 products)."""
-    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
-    torch.mm(a, b)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        torch.mm(a, b)
-        times.append(time.perf_counter() - start)
-    return 1024**3 / statistics.median(times)
 
 
 def lstm_macs(lstm: nn.LSTM, x: torch.Tensor) -> int:

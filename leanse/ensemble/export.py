@@ -48,6 +48,18 @@ from leanse.models.streaming import State, masked_update, real_dft_basis, rnn_st
 FRONT = ("frame_counter", "analysis_buffer", "ola_signal", "ola_envelope")
 
 
+def specialist_files(onnx_file: Path, sidecar: dict) -> list[Path]:
+    """The specialists' graph files of an ensemble export, each checked against its sha256."""
+    files = []
+    for entry in sidecar["specialists"]:
+        file = onnx_file.with_name(entry["file"])
+        if not file.is_file() or _sha256(file) != entry["sha256"]:
+            raise ExportError(f"{file}: missing or not the specialist exported with {onnx_file.name};"
+                              " keep the files of one export together (export again)")
+        files.append(file)
+    return files
+
+
 class GateStepGraph(nn.Module):
     """The gate's frame step on the ensemble's front end (exportable)."""
 
@@ -152,13 +164,7 @@ class OnnxEnsembleEngine:
         self.gate_names = list(sidecar["gate_state"])
         self.decision_frames = int(sidecar["decision_frames"])
         self.gate = make_session(onnx_file, threads)
-        self.specialists = []
-        for entry in sidecar["specialists"]:
-            file = onnx_file.with_name(entry["file"])
-            if not file.is_file() or _sha256(file) != entry["sha256"]:
-                raise ExportError(f"{file}: missing or not the specialist exported with {onnx_file.name};"
-                                  " keep the files of one export together (export again)")
-            self.specialists.append(OnnxStepEngine(file, threads=threads))
+        self.specialists = [OnnxStepEngine(file, threads=threads) for file in specialist_files(onnx_file, sidecar)]
         self.hop = int(self.info["hop"])
         self.sample_rate = int(self.info["sample_rate"])
 
@@ -324,13 +330,7 @@ class OnnxOfflineEnsemble:
         onnx_file = Path(onnx_file)
         self.sidecar = sidecar
         self.gate = make_session(onnx_file, threads)
-        self.specialists = []
-        for entry in sidecar["specialists"]:
-            file = onnx_file.with_name(entry["file"])
-            if not file.is_file() or _sha256(file) != entry["sha256"]:
-                raise ExportError(f"{file}: missing or not the specialist exported with {onnx_file.name};"
-                                  " keep the files of one export together (export again)")
-            self.specialists.append(OnnxOfflineModel(file, threads=threads))
+        self.specialists = [OnnxOfflineModel(file, threads=threads) for file in specialist_files(onnx_file, sidecar)]
         self.sample_rate = int(sidecar["sample_rate"])
         self.num_sources = 1
         self.last_routing = np.zeros(0, np.int64)
