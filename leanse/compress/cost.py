@@ -67,10 +67,20 @@ def sparse_macs(model: nn.Module, seconds: float, convention: str = "paper",
     zeros: dict[int, int] = {}
     for spec in prunable_tensors(model):
         zeros[id(spec.module)] = zeros.get(id(spec.module), 0) + int((spec.weight == 0).sum())
+    uses = _weight_uses_per_module(model, {key for key, n in zeros.items() if n}, seconds, **forward_kwargs)
+    skipped = sum(zeros[key] * count for key, count in uses.items())
+    nonzero = max(int(dense) - int(skipped), 0)
+    return {"dense": int(dense), "nonzero": nonzero, "fraction": nonzero / max(int(dense), 1)}
+
+
+def _weight_uses_per_module(model: nn.Module, module_ids: set[int], seconds: float,
+                            **forward_kwargs: Any) -> dict[int, int]:
+    """``{id(module): uses of each of its weights}`` over one eval-mode forward pass on ``seconds``
+    of noise, for the modules in ``module_ids`` (forward hooks, removed afterwards)."""
     uses: dict[int, int] = {}
     handles = []
     for module in model.modules():
-        if zeros.get(id(module)):
+        if id(module) in module_ids:
             def hook(mod, args, output, key=id(module)):
                 uses[key] = uses.get(key, 0) + _weight_uses(mod, args, output)
             handles.append(module.register_forward_hook(hook))
@@ -82,9 +92,7 @@ def sparse_macs(model: nn.Module, seconds: float, convention: str = "paper",
         for handle in handles:
             handle.remove()
         model.train(was_training)
-    skipped = sum(zeros[key] * count for key, count in uses.items())
-    nonzero = max(int(dense) - int(skipped), 0)
-    return {"dense": int(dense), "nonzero": nonzero, "fraction": nonzero / max(int(dense), 1)}
+    return uses
 
 
 def _weight_uses(module: nn.Module, args: tuple, output: Any) -> int:
@@ -108,24 +116,10 @@ def weight_macs(model: nn.Module, seconds: float, nonzero: bool = False) -> int:
     published TCNN figure needs (see :mod:`leanse.models.compression_baselines`); RNN layers
     count ``weight_ih`` and ``weight_hh`` once per step (thop adds biases and gate products).
     """
-    counts: dict[int, int] = {}
     per_module: dict[int, int] = {}
     for spec in prunable_tensors(model):
         weight = spec.weight.detach()
         n = int((weight != 0).sum()) if nonzero else weight.numel()
         per_module[id(spec.module)] = per_module.get(id(spec.module), 0) + n
-    handles = []
-    for module in model.modules():
-        if id(module) in per_module:
-            def hook(mod, args, output, key=id(module)):
-                counts[key] = counts.get(key, 0) + _weight_uses(mod, args, output)
-            handles.append(module.register_forward_hook(hook))
-    was_training = model.training
-    model.eval()
-    try:
-        model(_noise(model, seconds))
-    finally:
-        for handle in handles:
-            handle.remove()
-        model.train(was_training)
+    counts = _weight_uses_per_module(model, set(per_module), seconds)
     return int(sum(per_module[key] * uses for key, uses in counts.items()))
