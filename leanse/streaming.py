@@ -8,6 +8,12 @@ hop, so the same class drives a PyTorch model and an exported ONNX step graph
 :meth:`Streamer.flush` ends the stream the way the offline forward ends the signal, so that the
 concatenated output of ``feed`` ... ``flush`` is the offline output, sample for sample (to float
 rounding; tested).
+
+A separation model (``num_sources = S > 1``, ``stream_info()["num_sources"]``) streams all its
+sources at once: its ``step`` returns ``[B, S, hop]`` and ``feed`` / ``flush`` return ``[S, n]``
+for one stream (``[batch, S, n]`` for several), the layout of its offline ``[B, S, T]``; the
+time axis is always the last one. ``leanse enhance --stream`` keeps the ``--source`` chosen, as
+offline ``enhance`` does.
 """
 
 from __future__ import annotations
@@ -41,7 +47,8 @@ class Streamer:
 
     ``feed(x)`` takes ``[T]`` (one stream) or ``[batch, T]`` samples at the model's rate as a
     numpy array or tensor and returns the output samples that are final, of the same type, up to
-    ``latency_samples + hop - 1`` fewer than were fed. ``flush()`` returns the rest, so that the
+    ``latency_samples + hop - 1`` fewer than were fed: ``[n]`` / ``[batch, n]``, or for a
+    separation model ``[S, n]`` / ``[batch, S, n]``. ``flush()`` returns the rest, so that the
     whole output has the input's length; the streamer then needs ``reset()`` before a new signal.
     """
 
@@ -54,6 +61,8 @@ class Streamer:
         self.hop = int(self.info["hop"])
         self.latency = int(self.info["latency_samples"])
         self.sample_rate = int(self.info["sample_rate"])
+        # sidecars written before separation streamed have no "num_sources": one source
+        self.num_sources = int(self.info.get("num_sources", 1))
         if sample_rate is not None and int(sample_rate) != self.sample_rate:
             raise AudioError(f"the model streams at {self.sample_rate} Hz, not {sample_rate} Hz;"
                              " resample the input first")
@@ -112,6 +121,11 @@ class Streamer:
             self.history = torch.cat([self.history, tensor], dim=1)[:, -keep:]
         return self._as_output(self._run(tensor), squeeze, as_numpy)
 
+    def _empty_output(self) -> torch.Tensor:
+        """No samples, in the output's layout: ``[batch, 0]`` or ``[batch, S, 0]``."""
+        sources = () if self.num_sources == 1 else (self.num_sources,)
+        return torch.zeros(self.batch, *sources, 0)
+
     def _run(self, tensor: torch.Tensor) -> torch.Tensor:
         self.pending = torch.cat([self.pending, tensor], dim=1)
         outputs = []
@@ -121,15 +135,15 @@ class Streamer:
                 self.pending = self.pending[:, self.hop :]
                 y_hop, self.state = self.engine.step(x_hop, self.state)
                 outputs.append(y_hop)
-        return self._align(torch.cat(outputs, dim=1) if outputs else torch.zeros(self.batch, 0))
+        return self._align(torch.cat(outputs, dim=-1) if outputs else self._empty_output())
 
     def _align(self, y: torch.Tensor) -> torch.Tensor:
-        drop = min(self.to_drop, y.shape[1])
+        drop = min(self.to_drop, y.shape[-1])
         self.to_drop -= drop
-        y = y[:, drop:]
+        y = y[..., drop:]
         room = self.received - self.produced  # never more output than input
-        y = y[:, :room]
-        self.produced += y.shape[1]
+        y = y[..., :room]
+        self.produced += y.shape[-1]
         return y
 
     def flush(self) -> Any:
@@ -146,7 +160,7 @@ class Streamer:
                 missing = self.received - self.produced + self.to_drop
                 zeros = torch.zeros(self.batch, max(self.hop, missing - self.pending.shape[1]))
                 outputs.append(self._run(zeros))
-        y = torch.cat(outputs, dim=1) if outputs else torch.zeros(self.batch, 0)
+        y = torch.cat(outputs, dim=-1) if outputs else self._empty_output()
         return self._as_output(y, *self._kind)
 
     def _flush_center_reflect(self) -> torch.Tensor:

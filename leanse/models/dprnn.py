@@ -301,8 +301,6 @@ def dual_path_streaming_reason(model: EnhancementModel) -> str | None:
         return (f"{model.registered_name} with causal=False is not causal (bidirectional RNNs and"
                 " global norms look ahead, up to the whole signal), so it cannot stream; train it"
                 " with causal: true")
-    if model.num_sources != 1:
-        return "a separation model (num_sources > 1) does not stream; stream an enhancement model"
     if model.kernel_size != 2 * model.stride:
         return f"streaming needs kernel_size == 2 * stride, not {model.kernel_size}/{model.stride}"
     return None
@@ -331,7 +329,13 @@ def dual_path_preroll(blocks: list[nn.Module], state: State, shape: tuple[int, i
 class DualPathStreaming:
     """Chunk-wise streaming shared by DPRNN-TasNet and GroupComm: one hop of ``T = chunk_size / 2``
     frames per step; state = encoder buffer, the norm's running sums, each block's states, the
-    decoder's overlap-add tail. ``_block_rows(batch)`` is how many sequences each block carries."""
+    decoder's overlap-add tail. ``_block_rows(batch)`` is how many sequences each block carries.
+
+    Separation (``num_sources = S > 1``) streams like enhancement: the separator runs once per
+    hop and only the decoder runs per source, so ``step`` returns ``[B, S, hop]`` (the layout of
+    the offline ``[B, S, T]``) and the decoder's overlap-add tail is ``[B, S, kernel - stride]``;
+    an enhancement model keeps ``[B, hop]`` and ``[B, kernel - stride]``.
+    """
 
     def not_streamable_reason(self) -> str | None:
         return dual_path_streaming_reason(self)
@@ -358,7 +362,17 @@ class DualPathStreaming:
         specs += self.encoder_norm.state_specs("encoder_norm", batch)
         for index, block in enumerate(self.blocks):
             specs += block.state_specs(f"block{index + 1}", self._block_rows(batch), half)
-        return specs + [StateSpec("decoder_ola", (batch, width))]
+        sources = () if self.num_sources == 1 else (self.num_sources,)
+        return specs + [StateSpec("decoder_ola", (batch, *sources, width))]
+
+    def _decode_step(self, masked: torch.Tensor, ola: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Masked frames ``[B, S, N, n]`` and the decoder's overlap-add tail -> ``[B, hop]`` (one
+        source) or ``[B, S, hop]``, and the next tail (shape as ``decoder_ola``). The sources are
+        decoded as a batch of ``B * S`` signals, as offline."""
+        y_hop, ola = self.decoder.step(masked.flatten(0, 1), ola.reshape(-1, ola.shape[-1]))
+        sources = () if self.num_sources == 1 else (self.num_sources,)
+        batch = masked.shape[0]
+        return y_hop.view(batch, *sources, -1), ola.view(batch, *sources, -1)
 
 
 @register_model("dprnn_tasnet")
@@ -435,8 +449,8 @@ class DPRNNTasNet(DualPathStreaming, EnhancementModel):
         features = self.bottleneck_conv(normed)  # [B, C, T]
         tail, head, block_states = dual_path_stream(list(self.blocks), features, features,
                                                     state[4:-1])
-        masks = self.mask_head.stream_step(tail, head)  # [B, 1, N, T]
-        y_hop, ola = self.decoder.step(apply_masks(mix_rep, masks)[:, 0], state[-1])
+        masks = self.mask_head.stream_step(tail, head)  # [B, S_src, N, T]
+        y_hop, ola = self._decode_step(apply_masks(mix_rep, masks), state[-1])  # [B, (S_src,) hop]
         return y_hop, (encoder_buffer, *encoder_norm, *block_states, ola)
 
     def forward(self, wav: torch.Tensor) -> torch.Tensor:

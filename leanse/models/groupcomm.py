@@ -216,7 +216,7 @@ class GroupCommDPRNNTasNet(DualPathStreaming, EnhancementModel):
         masks = self.mask_head.stream_step(tail, head)  # [B*K, 1, M, T]
         masks = masks.view(batch, self.num_groups, self.num_sources, self.group_size, frames)
         masks = masks.transpose(1, 2).reshape(batch, self.num_sources, self.n_filters, frames)
-        y_hop, ola = self.decoder.step(apply_masks(mix_rep, masks)[:, 0], state[-1])
+        y_hop, ola = self._decode_step(apply_masks(mix_rep, masks), state[-1])  # [B, (S_src,) hop]
         return y_hop, (encoder_buffer, *encoder_norm, *blocks, ola)
 
     def forward(self, wav: torch.Tensor) -> torch.Tensor:

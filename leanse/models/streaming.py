@@ -6,6 +6,9 @@ where the state tensors are inputs and outputs of the step graph)::
     state = model.init_state(batch)              # flat tuple of tensors, names: model.state_names
     y_hop, state = model.step(x_hop, state)      # x_hop [B, hop] -> y_hop [B, hop]
 
+A separation model (``num_sources = S > 1``) returns every source, ``y_hop [B, S, hop]``, as its
+offline forward returns ``[B, S, T]``; ``stream_info()["num_sources"]`` says which layout.
+
 ``step`` writes nothing in place and keeps no Python state, so the same function exports to ONNX
 with the state tensors as named inputs and outputs (:mod:`leanse.export`).
 
@@ -121,7 +124,8 @@ class StreamingMixin:
     # -- stepping ---------------------------------------------------------------------------
 
     def step(self, x_hop: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
-        """``[B, hop]`` input, state -> ``[B, hop]`` output (delayed by ``latency_samples``), state."""
+        """``[B, hop]`` input, state -> ``[B, hop]`` output (``[B, S, hop]`` for a separation model
+        with ``num_sources = S > 1``; delayed by ``latency_samples``), state."""
         self._require_streamable()
         if x_hop.dim() != 2 or x_hop.shape[1] != self.hop:
             raise StateError(f"step takes one hop [B, {self.hop}], got {tuple(x_hop.shape)}")
@@ -147,6 +151,7 @@ class StreamingMixin:
             "lookahead": int(self.lookahead),
             "sample_rate": int(self.sample_rate),
             "flush": self.flush_mode,
+            "num_sources": int(getattr(self, "num_sources", 1)),  # y_hop [B, hop] or [B, S, hop]
             # shapes for one stream (batch 1), in the order of the step's state arguments
             "state": [{"name": s.name, "shape": list(s.shape), "dtype": str(s.dtype).split(".")[-1]}
                       for s in self.state_specs(1)],
