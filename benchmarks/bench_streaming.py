@@ -49,6 +49,8 @@ MODELS = [
     ("groupcomm-k16-n128-l6 causal", {"preset": "groupcomm-k16-n128-l6", "causal": True,
                                       "num_sources": 1}, None),
     ("dprnn-tasnet causal", {"preset": "dprnn-tasnet", "causal": True, "num_sources": 1}, None),
+    # the two-talker separation preset as 002 trains it (causal variant): both sources per step
+    ("dprnn-tasnet causal, 2 talkers", {"preset": "dprnn-tasnet", "causal": True}, None),
 ]
 
 

@@ -365,6 +365,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     model = load_checkpoint(args.checkpoint)
     if args.data is not None and not args.int8:
         raise ConfigError("--data scores int8 against fp32: add --int8 (or drop --data)")
+    if args.data is not None and getattr(model, "num_sources", 1) > 1:
+        raise ConfigError("--data scores an enhancement model against clean speech; this separation"
+                          " model has no such score yet: drop --data")
     mixtures = (fixed_test_mixtures(args.data, model.sample_rate, args.list, args.test_size)
                 if args.data is not None else None)
     packed_sizes = packed_disk_sizes(checkpoint_folder(args.checkpoint))
@@ -396,6 +399,10 @@ def cmd_export(args: argparse.Namespace) -> int:
         info = sidecar["stream"]
         print(f"hop {info['hop']} samples, latency {info['latency_samples']} samples"
               f" ({1000 * info['latency_samples'] / info['sample_rate']:.1f} ms) at {info['sample_rate']} Hz")
+    sources = int(sidecar.get("num_sources", 1))
+    if sources > 1:  # a separation model: every source is an output (enhance picks --source)
+        shape = f"y_hop [1, {sources}, hop]" if sidecar["graph"] == "step" else f"enhanced [B, {sources}, T]"
+        print(f"{sources} sources: the graph outputs {shape}")
     return 0
 
 

@@ -110,7 +110,8 @@ def enhance_files(
         forward_kwargs: passed to ``model(wav, **forward_kwargs)`` (e.g. ``blocks=3``).
         streamer_factory: ``enhance --stream``: a new :class:`leanse.streaming.Streamer` per file
             replaces the chunker, so the model keeps its state over the whole file (no chunk
-            borders); the output is the offline output of the whole file.
+            borders); the output is the offline output of the whole file (of output ``source``
+            for a separation model, which streams all its sources).
     """
     out_dir = Path(out_dir)
     forward = _model_forward(model, source, forward_kwargs)
@@ -140,7 +141,7 @@ def enhance_files(
                         _read_blocks(path), info.samplerate, info.frames, forward, model_rate,
                         chunk_seconds, overlap_seconds, sink.write, str(path),
                         clip=subtype.startswith("PCM"),
-                        runner=_StreamRunner(streamer_factory()) if streamer_factory else None,
+                        runner=_StreamRunner(streamer_factory(), source) if streamer_factory else None,
                     )
                 os.replace(tmp, output)
             except BaseException:
@@ -244,18 +245,28 @@ class _OverlapAdd:
 
 
 class _StreamRunner:
-    """The chunker's ``push`` / ``flush`` over a :class:`leanse.streaming.Streamer`."""
+    """The chunker's ``push`` / ``flush`` over a :class:`leanse.streaming.Streamer`.
 
-    def __init__(self, streamer: Any) -> None:
+    A separation model's streamer returns every source (``[S, n]``); the runner keeps output
+    ``source`` (checked by :func:`~leanse.models.base.check_source` before any audio is read),
+    as the offline chunker keeps it through :func:`~leanse.models.base.run_enhancement`.
+    """
+
+    def __init__(self, streamer: Any, source: int | None = None) -> None:
         self.streamer = streamer
+        self.source = source if int(getattr(streamer, "num_sources", 1)) > 1 else None
+
+    def _keep(self, y: Any) -> np.ndarray:
+        y = np.asarray(y, dtype=np.float32)  # [n] or [S, n]
+        return y[self.source] if self.source is not None else y
 
     def push(self, x: np.ndarray) -> np.ndarray:
-        return self.streamer.feed(np.ascontiguousarray(x, dtype=np.float32))
+        return self._keep(self.streamer.feed(np.ascontiguousarray(x, dtype=np.float32)))
 
     def flush(self) -> np.ndarray:
         if not self.streamer.received:
             return np.zeros(0, np.float32)
-        return np.asarray(self.streamer.flush(), dtype=np.float32)
+        return self._keep(self.streamer.flush())
 
 
 class _Resampler:

@@ -204,7 +204,9 @@ def engine_for_enhance(model_path: Any, engine: str, stream: bool, blocks: int |
                 raise ConfigError(f"{model_path} holds the streaming step graph; add --stream")
             return OnnxOfflineModel(model_path), None
         engine = step_engine(model_path)
-        return _StreamOnly(engine.sample_rate), lambda: Streamer(engine)
+        # sidecars written before separation streamed have no "num_sources": one source
+        sources = int(engine.stream_info().get("num_sources", 1))
+        return _StreamOnly(engine.sample_rate, sources), lambda: Streamer(engine)
     from leanse.checkpoint import load_checkpoint
 
     model = load_checkpoint(model_path)
@@ -215,12 +217,12 @@ def engine_for_enhance(model_path: Any, engine: str, stream: bool, blocks: int |
 
 
 class _StreamOnly:
-    """Stands for the model in enhance's checks when only a step graph runs."""
+    """Stands for the model in enhance's checks (sample rate, ``--source``) when only a step
+    graph runs."""
 
-    num_sources = 1
-
-    def __init__(self, sample_rate: int) -> None:
+    def __init__(self, sample_rate: int, num_sources: int = 1) -> None:
         self.sample_rate = sample_rate
+        self.num_sources = num_sources
 
     def __call__(self, wav: torch.Tensor) -> torch.Tensor:  # pragma: no cover - never chunked
         raise NotStreamableError("this engine only streams")

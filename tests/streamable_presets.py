@@ -9,9 +9,10 @@ registered model class) whose built model declares that it streams.
 Causal variants: a family with a ``causal`` option (BLOOM, ResNet-TasNet, DPRNN-TasNet, GroupComm)
 registers its presets non-causal, as the papers train them; a non-causal model cannot stream (its
 output reads the future), so what a user streams is the same preset trained with ``causal: true``.
-Those presets are therefore covered in their causal variant, where that variant streams. The
-separation presets (``dprnn-tasnet``, ``groupcomm-*``: two output sources) do not stream even when
-causal -- they say so in ``not_streamable_reason`` -- and are left out with that reason.
+Those presets are therefore covered in their causal variant, where that variant streams. That
+includes the two-talker separation presets (``dprnn-tasnet``, ``groupcomm-k*``: two output
+sources), which stream every source (``[S, hop]`` per step); there is no tiny separation preset,
+so the fast-preset rule above decides which of them run (all twelve: at most 2.6 M weights).
 """
 
 from __future__ import annotations
@@ -67,11 +68,17 @@ def family(preset: str, overrides: dict[str, Any]) -> str:
     return str({**model_presets()[preset], **overrides}["name"])
 
 
-#: One (preset, overrides) per model family -- the smallest ``tiny-*`` one where there is one --
-#: on which the slower checks (every feed pattern) run; the rest run one feed pattern.
+def separates(preset: str, overrides: dict[str, Any]) -> bool:
+    """A separation model: more than one output source."""
+    return int({**model_presets()[preset], **overrides}.get("num_sources", 1)) > 1
+
+
+#: One (preset, overrides) per model family and task (enhancement / separation) -- the smallest
+#: ``tiny-*`` one where there is one -- on which the slower checks (every feed pattern) run; the
+#: rest run one feed pattern.
 REPRESENTATIVES: set[str] = set()
-for _family in sorted({family(p, o) for p, o in STREAMABLE}):
-    _members = [i for i, (p, o) in zip(IDS, STREAMABLE) if family(p, o) == _family]
+for _kind in sorted({(family(p, o), separates(p, o)) for p, o in STREAMABLE}):
+    _members = [i for i, (p, o) in zip(IDS, STREAMABLE) if (family(p, o), separates(p, o)) == _kind]
     REPRESENTATIVES.add(next((i for i in _members if i.startswith("tiny-")), _members[0]))
 REPRESENTATIVES.add(IDS[len(IDS) - len(OPTION_VARIANTS)])  # the first option variant
 

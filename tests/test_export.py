@@ -66,13 +66,16 @@ def test_step_graph_carries_state_like_pytorch(preset, overrides, tmp_path):
         # the export ran check_parity (strict: it raises past tolerance) on the written graph:
         # >= 200 looped steps, every output and state tensor compared at fp32 tolerance
         parity = sidecar["parity"]
-        assert parity["max_abs_error"] < 1e-2 and str(PARITY_STEPS) in parity["checked"]
+        assert str(PARITY_STEPS) in parity["checked"] and parity["output_max_abs_error"] < 1e-4
+        # states: the strict check is relative to each state's size (a norm's running sums grow
+        # with the stream); no state may still be far off in absolute terms
+        assert parity["max_abs_error"] < 0.1
     assert PARITY_STEPS >= 200
     # and through the streamer: the ONNX stream equals the offline PyTorch output
     x = signal()
     streamer = Streamer(step_engine(tmp_path / "s.onnx"))
     y = np.concatenate([streamer.feed(x[:1234].numpy()), streamer.feed(x[1234:].numpy()),
-                        streamer.flush()])
+                        streamer.flush()], axis=-1)  # [T], or [S, T] for a separation model
     with torch.no_grad():
         np.testing.assert_allclose(y, model(x[None])[0].numpy(), atol=1e-4, rtol=1e-4)
 
@@ -287,3 +290,51 @@ def test_the_parity_check_catches_a_graph_that_computes_something_else(tmp_path)
     other = build_model("tiny-mask-rnn").eval()  # same architecture, other weights
     with pytest.raises(ExportError, match="differs from PyTorch"):
         check_parity(other, tmp_path / "s.onnx", sidecar, strict=True)
+
+
+def test_a_separation_model_streams_and_exports_one_chosen_source_as_offline(tmp_path, capsys):
+    """A causal two-talker model: ``enhance`` writes output ``--source`` whether it runs offline,
+    streamed, or from either ONNX graph; the export says it has two sources; a missing or
+    out-of-range ``--source`` is the same one-line error in every mode, before anything is written."""
+    torch.manual_seed(0)
+    model = build_model({"preset": "tiny-dprnn-tasnet", "num_sources": 2, "causal": True}).eval()
+    checkpoint = save_checkpoint(model, tmp_path / "ckpt")
+    mixture = tmp_path / "mix.wav"
+    wav = 0.3 * np.random.default_rng(0).standard_normal(8000 + 77).astype(np.float32)
+    sf.write(mixture, wav, 8000, subtype="FLOAT")
+    offline, step = tmp_path / "m.onnx", tmp_path / "m_stream.onnx"
+    assert main(["export", str(checkpoint), "-o", str(offline)]) == 0
+    assert main(["export", str(checkpoint), "-o", str(step), "--stream"]) == 0
+    out = capsys.readouterr().out
+    assert "2 sources: the graph outputs enhanced [B, 2, T]" in out
+    assert "2 sources: the graph outputs y_hop [1, 2, 400]" in out
+    sidecar = json.loads((tmp_path / "m_stream.json").read_text())
+    assert sidecar["num_sources"] == sidecar["stream"]["num_sources"] == 2
+    assert json.loads((tmp_path / "m.json").read_text())["num_sources"] == 2
+    runs = {
+        "torch": ["--model", str(checkpoint), "--chunk-seconds", "60"],
+        "stream": ["--model", str(checkpoint), "--stream"],
+        "onnx": ["--model", str(offline), "--engine", "onnx", "--chunk-seconds", "60"],
+        "onnx_stream": ["--model", str(step), "--engine", "onnx", "--stream"],
+    }
+    with torch.no_grad():
+        separated = model(torch.from_numpy(wav)[None])[0].numpy()  # [2, T]
+    assert np.abs(separated[0] - separated[1]).max() > 1e-2  # the sources differ: the choice shows
+    for name, flags in runs.items():
+        for source in (0, 1):
+            folder = tmp_path / f"{name}{source}"
+            assert main(["enhance", str(mixture), "-o", str(folder), *flags,
+                         "--source", str(source)]) == 0
+            written = sf.read(folder / "mix.wav", dtype="float32")[0]
+            assert written.shape == wav.shape
+            np.testing.assert_allclose(written, separated[source], atol=1e-4, err_msg=name)
+    capsys.readouterr()
+    expected_errors = {}
+    for name, flags in runs.items():
+        for choice, extra in (("missing", []), ("out of range", ["--source", "2"])):
+            folder = tmp_path / f"refused-{name}"
+            assert main(["enhance", str(mixture), "-o", str(folder), *flags, *extra]) == 2
+            err = capsys.readouterr().err.strip()
+            assert len(err.splitlines()) == 1 and "--source" in err and "0..1" in err
+            assert expected_errors.setdefault(choice, err) == err  # as offline, word for word
+            assert not folder.exists()

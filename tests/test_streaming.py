@@ -1,5 +1,8 @@
 """Streaming equals offline: every streamable preset, run hop by hop through its explicit state,
-gives the offline forward's output once aligned by its declared latency (issue 9)."""
+gives the offline forward's output once aligned by its declared latency (issue 9).
+
+Separation presets stream every source: outputs are ``[T]`` or ``[S, T]``, time on the last axis,
+and every comparison below covers every source."""
 
 from __future__ import annotations
 
@@ -30,7 +33,7 @@ def stream(model, x: torch.Tensor, sizes) -> torch.Tensor:
         start += size
     assert start >= len(x)
     outputs.append(streamer.flush())
-    return torch.cat(outputs)
+    return torch.cat(outputs, dim=-1)  # [T] or [S, T]
 
 
 def feeds(kind: str, hop: int):
@@ -71,14 +74,15 @@ def test_step_output_is_offline_delayed_by_the_declared_latency(preset, override
         hops = LENGTH // model.hop
         for k in range(hops):
             y, state = model.step(x[None, k * model.hop : (k + 1) * model.hop], state)
-            outputs.append(y[0])
-    raw = torch.cat(outputs)  # raw[t + latency] = offline[t] for every final sample
+            outputs.append(y[0])  # [hop] or [S, hop]
+    raw = torch.cat(outputs, dim=-1)  # raw[..., t + latency] = offline[..., t] for every final sample
     latency = model.latency_samples
     final = hops * model.hop - latency
     assert final > LENGTH // 2
     # the last frame before the end is padded differently offline (its end reflection/zeros)
     safe = final - model.hop
-    torch.testing.assert_close(raw[latency : latency + safe], offline[:safe], atol=1e-5, rtol=0)
+    torch.testing.assert_close(raw[..., latency : latency + safe], offline[..., :safe], atol=1e-5,
+                               rtol=0)
 
 
 @pytest.mark.parametrize("preset,overrides", STREAMABLE, ids=IDS)
@@ -89,7 +93,7 @@ def test_reset_replays_identically_and_the_future_never_changes_the_past(preset,
     cut = 1777
     first = streamer.feed(x[:cut])
     # prompt: everything but the latency (and the partial hop) is out already
-    assert len(first) >= cut - model.latency_samples - model.hop + 1
+    assert first.shape[-1] >= cut - model.latency_samples - model.hop + 1
     streamer.reset()
     replay = streamer.feed(x[:cut])
     assert torch.equal(first, replay)
@@ -98,8 +102,8 @@ def test_reset_replays_identically_and_the_future_never_changes_the_past(preset,
     changed[cut:] = signal(LENGTH - cut, seed=7)
     with torch.no_grad():
         offline_changed = model(changed[None])[0]
-    torch.testing.assert_close(first, offline_changed[: len(first)], atol=1e-5, rtol=0)
-    assert not torch.allclose(offline_changed[cut:], model(x[None])[0][cut:])
+    torch.testing.assert_close(first, offline_changed[..., : first.shape[-1]], atol=1e-5, rtol=0)
+    assert not torch.allclose(offline_changed[..., cut:], model(x[None])[0][..., cut:])
 
 
 def test_bloom_exit_is_chosen_per_stream_and_costs_only_its_blocks():
@@ -194,3 +198,24 @@ def test_bad_input_to_a_streamer_is_a_one_line_error():
     streamer.flush()
     with pytest.raises(LeanseError, match="reset"):
         streamer.feed(np.zeros(10, np.float32))
+
+
+def test_a_separation_model_streams_every_source_in_the_offline_layout():
+    """``step``: ``[B, hop]`` -> ``[B, S, hop]``; the streamer returns ``[S, n]`` for one stream and
+    ``[batch, S, n]`` for several, numpy in numpy out, each source its offline output."""
+    model = build("tiny-groupcomm", {"causal": True, "num_sources": 2})
+    assert model.stream_info()["num_sources"] == 2
+    y, state = model.step(torch.zeros(3, model.hop), model.init_state(3))
+    assert y.shape == (3, 2, model.hop)
+    x = torch.stack([signal(seed=1), signal(seed=2)])  # [2, T]
+    streamer = model.streamer(batch=2)
+    y = torch.cat([streamer.feed(x[:, :1000]), streamer.feed(x[:, 1000:]), streamer.flush()], dim=-1)
+    with torch.no_grad():
+        offline = model(x)  # [2, S, T]
+    assert y.shape == offline.shape == (2, 2, LENGTH)
+    torch.testing.assert_close(y, offline, atol=1e-5, rtol=0)
+    streamer = model.streamer()
+    first = streamer.feed(x[0, :5].numpy())  # less than the latency: nothing yet, in [S, 0]
+    assert isinstance(first, np.ndarray) and first.shape == (2, 0)
+    rest = np.concatenate([first, streamer.feed(x[0, 5:].numpy()), streamer.flush()], axis=-1)
+    np.testing.assert_allclose(rest, offline[0].numpy(), atol=1e-5)
