@@ -387,7 +387,10 @@ def cmd_export(args: argparse.Namespace) -> int:
               f" {compressed['packed_folder_bytes']:,} bytes"
               f" ({compressed['onnx_over_packed']:.1f}x; dense float32 weights"
               f" {compressed['dense_bytes']:,} bytes)")
-    print(f"checked in onnxruntime: {parity['checked']}: max |error| {parity['max_abs_error']:.2e}")
+    output_error = (f" (output {parity['output_max_abs_error']:.2e}; state errors are relative to"
+                    " the state's size)" if "output_max_abs_error" in parity else "")
+    print(f"checked in onnxruntime: {parity['checked']}: max |error| {parity['max_abs_error']:.2e}"
+          + output_error)
     quality = sidecar.get("int8_quality")
     if quality:
         def fmt(value):
@@ -401,7 +404,8 @@ def cmd_export(args: argparse.Namespace) -> int:
               f" ({1000 * info['latency_samples'] / info['sample_rate']:.1f} ms) at {info['sample_rate']} Hz")
     sources = int(sidecar.get("num_sources", 1))
     if sources > 1:  # a separation model: every source is an output (enhance picks --source)
-        shape = f"y_hop [1, {sources}, hop]" if sidecar["graph"] == "step" else f"enhanced [B, {sources}, T]"
+        shape = (f"y_hop [1, {sources}, {sidecar['stream']['hop']}]" if sidecar["graph"] == "step"
+                 else f"enhanced [B, {sources}, T]")
         print(f"{sources} sources: the graph outputs {shape}")
     return 0
 
