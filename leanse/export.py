@@ -201,11 +201,14 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, stream: bool = False,
                     output_names=["y_hop", *[f"next_{n}" for n in names]],
                 )
             else:
+                # a separation model's output is [B, S, T]: time is its last axis
+                time_axis = 1 if int(getattr(model, "num_sources", 1)) == 1 else 2
                 torch.onnx.export(
                     offline_graph(model).eval(), (0.1 * torch.randn(1, model.sample_rate),), str(tmp),
                     dynamo=False, opset_version=OPSET, input_names=["wav"],
                     output_names=["enhanced"],
-                    dynamic_axes={"wav": {0: "batch", 1: "time"}, "enhanced": {0: "batch", 1: "time"}},
+                    dynamic_axes={"wav": {0: "batch", 1: "time"},
+                                  "enhanced": {0: "batch", time_axis: "time"}},
                 )
         onnx.checker.check_model(str(tmp))
         fp32 = None

@@ -311,6 +311,8 @@ def test_a_separation_model_streams_and_exports_one_chosen_source_as_offline(tmp
     sidecar = json.loads((tmp_path / "m_stream.json").read_text())
     assert sidecar["num_sources"] == sidecar["stream"]["num_sources"] == 2
     assert json.loads((tmp_path / "m.json").read_text())["num_sources"] == 2
+    output = onnx.load(str(offline)).graph.output[0].type.tensor_type.shape.dim
+    assert [d.dim_param or d.dim_value for d in output] == ["batch", 2, "time"]  # time: last axis
     runs = {
         "torch": ["--model", str(checkpoint), "--chunk-seconds", "60"],
         "stream": ["--model", str(checkpoint), "--stream"],

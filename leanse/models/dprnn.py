@@ -369,10 +369,11 @@ class DualPathStreaming:
         """Masked frames ``[B, S, N, n]`` and the decoder's overlap-add tail -> ``[B, hop]`` (one
         source) or ``[B, S, hop]``, and the next tail (shape as ``decoder_ola``). The sources are
         decoded as a batch of ``B * S`` signals, as offline."""
-        y_hop, ola = self.decoder.step(masked.flatten(0, 1), ola.reshape(-1, ola.shape[-1]))
-        sources = () if self.num_sources == 1 else (self.num_sources,)
-        batch = masked.shape[0]
-        return y_hop.view(batch, *sources, -1), ola.view(batch, *sources, -1)
+        if self.num_sources == 1:
+            return self.decoder.step(masked[:, 0], ola)
+        batch, sources = masked.shape[:2]
+        y_hop, ola = self.decoder.step(masked.flatten(0, 1), ola.flatten(0, 1))  # [B*S, hop], [B*S, width]
+        return y_hop.unflatten(0, (batch, sources)), ola.unflatten(0, (batch, sources))
 
 
 @register_model("dprnn_tasnet")
