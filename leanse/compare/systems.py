@@ -69,8 +69,9 @@ class System:
     def cost(self, rtf: bool = True) -> dict[str, Any]:
         """Parameters, MACs/s (paper and exact conventions), bytes, RTF at 1 thread, latency.
 
-        All figures come from :mod:`leanse.complexity`; a peer has no parameters or MACs that
-        leanse can count (``None``), but its RTF is timed by the same function on the same input.
+        All figures come from :mod:`leanse.complexity`, except a peer's parameters and MACs: counted
+        from its own model graphs where it ships them (DeepFilterNet3), else ``None`` (RNNoise's C
+        library has no graph to count); a peer's RTF is timed by the same function on the same input.
         """
         from leanse import complexity
 
@@ -79,6 +80,9 @@ class System:
                                "latency_ms": None}
         if self.kind == "peer":
             out["latency_ms"] = self.model.peer.delay_ms
+            counted = self.model.peer.counted_cost()  # from the peer's own graphs, where it ships them
+            if counted is not None:
+                out.update(counted, effective_params=counted["params"])
         elif self.kind == "onnx":
             out["bytes"] = self.model.path.stat().st_size
             stream = self.model.engine.sidecar.get("stream") or {}  # leanse export's timing of the model
