@@ -133,9 +133,9 @@ recipes say every setting); bundled by `scripts/bundle_model.py`. Use it with
 `leanse enhance noisy.wav -o out/ --model {args.name}` (16 kHz mono; other rates are resampled).
 
 ## Cost
-Measured in the same run as the dev-set table below (RTF at 1 thread; the peers' RTF includes their 16 <-> 48 kHz
-resampling; DeepFilterNet3's parameters and MACs are counted from the ONNX graphs in its bundled model, RNNoise's
-C library has no graph to count).
+Measured by the benchmark that scored the dev-set table below (RTF at 1 thread, median of 3 passes over 4 s; the
+peers' RTF includes their 16 <-> 48 kHz resampling, not DeepFilterNet3's model loading; its parameters and MACs are
+counted from the ONNX graphs in its bundled model; RNNoise's C library has no graph to count).
 
 | system | params | MACs/s (thop convention) | RTF, 1 thread | algorithmic latency |
 |---|---|---|---|---|
