@@ -135,6 +135,24 @@ def test_deepfilternet3_cost_is_counted_from_its_bundled_graphs():
     assert get_peer("rnnoise").counted_cost() is None
 
 
+def test_deepfilternet3_loads_its_model_before_a_timed_call():
+    """libDF has no reset, so each file gets a fresh state (a model load); ``prepare`` makes them
+    ahead, so that an RTF timing measures processing, not loading."""
+    from leanse.peers import get_peer
+
+    peer = get_peer("dfn3")
+    peer.prepare(2)
+    loads = []
+    load = peer._create
+    peer._create = lambda: loads.append(1) or load()
+    frames = np.zeros(4800, np.float32)
+    peer.process_48k(frames)
+    peer.process_48k(frames)
+    assert loads == []
+    peer.process_48k(frames)
+    assert loads == [1]
+
+
 def test_paired_folder_needs_both_sides(tmp_path):
     (tmp_path / "noisy").mkdir()
     with pytest.raises(CorpusError, match="noisy/ and clean/"):
