@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from leanse.complexity import count_macs
+from leanse.complexity import count_macs, measure_rtf
 from leanse.export import export_onnx, make_session
 from leanse.models import build_model
 
@@ -67,18 +67,6 @@ def gemm_peak(repeats: int = 7) -> float:
         torch.mm(a, b)
         times.append(time.perf_counter() - start)
     return 1024**3 / statistics.median(times)
-
-
-def offline_seconds(model, x: torch.Tensor, kwargs: dict, repeats: int = 3) -> float:
-    """Median wall time of the whole-signal forward, after one untimed warm-up pass."""
-    times = []
-    with torch.no_grad():
-        model(x, **kwargs)
-        for _ in range(repeats):
-            start = time.perf_counter()
-            model(x, **kwargs)
-            times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def _recurrences(model, x: torch.Tensor, kwargs: dict) -> list[tuple[torch.nn.RNNBase, int, int]]:
@@ -208,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         x = 0.3 * torch.randn(1, int(args.seconds * rate), generator=torch.Generator().manual_seed(0))
         kwargs = {"blocks": exit_block} if exit_block else {}
         macs = count_macs(model, 1.0, "exact", **kwargs)  # per second of audio
-        offline = offline_seconds(model, x, kwargs)
+        offline = measure_rtf(model, args.seconds, repeats=3, **kwargs) * args.seconds  # median, after a warm-up
         print(row(label, "torch offline", [offline], args.seconds, macs, peak, None))
         floor, recurrent_macs = recurrence_floor(model, x, kwargs)
         if floor > 0:

@@ -45,5 +45,5 @@ case "${1:-}" in
   score)
     runs=(); for v in all noaug procedural spectral espeak; do [ -d "runs/ablation_tiny_$v/best" ] && runs+=("runs/ablation_tiny_$v/best"); done
     exec .venv/bin/python benchmarks/bench_real_dev.py --dev data/real/dev --models "${runs[@]}" --peers "" --limit 100 --out runs/real_ablation ;;
-  *) echo "usage: $0 train all|noaug|procedural|spectral | score" >&2; exit 2 ;;
+  *) echo "usage: $0 train all|noaug|procedural|spectral|espeak | score" >&2; exit 2 ;;
 esac
