@@ -246,3 +246,30 @@ def test_sensitivity_of_a_bloom_net_sees_every_exit():
     assert pruning_sensitivity(model, last_exit_only, 0.01, ratios, tensors=tensors)[name]["chosen"] == 1.0
     table = pruning_sensitivity(model, validation.negative_loss, 0.01, ratios, tensors=tensors)
     assert table[name]["chosen"] < 1.0
+
+
+def test_fine_tuning_a_sparse_ensemble_trains_its_gate():
+    """000 fine-tunes an ensemble with soft gating (eq. 4-5) because hard gating (eq. 3) is an
+    arg-max: the gate gets no gradient from the enhancement loss. The compression fine-tune does
+    the same, so 004's sparse penalty is not the only force on a trained gate (alone it would
+    shrink the gate towards zero), and the model is validated as it runs, with hard gating."""
+    from leanse.compress.pipeline import _task_class
+    from leanse.train.engine import EnhancementTask, TrainConfig
+
+    torch.manual_seed(0)
+    model = build_model("tiny-sparse-ensemble").train()
+    config = TrainConfig()  # no penalty: only the enhancement loss's gradient is looked at
+    batch = {"noisy": torch.randn(4, 8000), "clean": torch.randn(4, 8000), "id": ["a", "b", "c", "d"]}
+
+    model.mode = "hard"  # what a plain enhancement fine-tune of the hard-gated model would do
+    model.zero_grad(set_to_none=True)
+    EnhancementTask(model, config).compute_loss(batch).backward()
+    assert all(p.grad is None or not p.grad.any() for p in model.gate.parameters())
+
+    task = _task_class(model)(model, config)
+    model.zero_grad(set_to_none=True)
+    task.training_step(batch, 0).backward()
+    assert model.mode == "soft"
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.gate.parameters())
+    task.validation_step(batch, 0)
+    assert model.mode == "hard"  # validated as it runs: one specialist per utterance

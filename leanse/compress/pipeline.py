@@ -10,7 +10,8 @@ Each pruning iteration (Sec. II-B): per-tensor sensitivity analysis on a fixed v
 with the regulariser (its lambdas decay by ``decay`` = 0.9 every iteration, Sec. III-C) and the
 masks held, then score STOI and PESQ on the validation list. Models with several outputs that must
 all survive are scored on each: a BLOOM-Net's every exit (and fine-tuned on their summed loss,
-BLOOM-FT), a sparse ensemble's gated output and each specialist on its own (:func:`_outputs`). Iterations stop when one prunes a
+BLOOM-FT), a sparse ensemble's gated output and each specialist on its own (:func:`_outputs`; it is fine-tuned
+with 000's soft gating, :func:`_task_class`). Iterations stop when one prunes a
 trivial share of the remaining weights (``min_removed``) or when STOI or PESQ falls more than
 ``stoi_drop`` / ``pesq_drop`` below the uncompressed model (that iteration is undone). Then
 Algorithm 3 picks each tensor's bit-width (tolerance ``alpha_quant``) and the model is written as a
@@ -201,20 +202,35 @@ class _Validation:
 # --------------------------------------------------------------------------------------------
 
 
+def _task_class(model: torch.nn.Module) -> type:
+    """The training task a model is fine-tuned with: the objective it was trained on.
+
+    A BLOOM-Net: BLOOM-FT's summed loss of all exits (003 Sec. 2.3). A sparse ensemble: 000's
+    fine-tuning (Sec. 2.3, eq. 4-5), soft gating in training and hard gating in validation. Hard
+    gating (eq. 3) is an arg-max, so trained that way the gate would get no gradient from the
+    enhancement loss and the sparse penalty alone would shrink it towards zero. Anything else:
+    the plain enhancement loss."""
+    if _multi_exit(model):
+        from leanse.train.bloom import AllExitsTask
+
+        return AllExitsTask
+    if _ensemble(model):
+        from leanse.train.ensembles.steps import FineTuneTask
+
+        return FineTuneTask
+    from leanse.train.engine import EnhancementTask
+
+    return EnhancementTask
+
+
 def _fine_tune(model: torch.nn.Module, pruner: Pruner | None, recipe: Any, mixers: Any,
                run_dir: Path, epochs: int, minutes: float | None,
                regularizer: RegularizerConfig | None) -> torch.nn.Module:
     """Train ``model`` for ``epochs`` with the masks re-applied after every step; returns the
     best model by validation loss (a new module)."""
-    from leanse.train.engine import EnhancementTask
     from leanse.train.runner import fit_mixtures
 
-    if _multi_exit(model):  # BLOOM-FT's summed loss of all exits (003 Sec. 2.3)
-        from leanse.train.bloom import AllExitsTask as base
-    else:
-        base = EnhancementTask
-
-    class MaskedTask(base):  # type: ignore[misc, valid-type]
+    class MaskedTask(_task_class(model)):  # type: ignore[misc, valid-type]
         def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
             super().optimizer_step(*args, **kwargs)
             if pruner is not None:
@@ -224,9 +240,13 @@ def _fine_tune(model: torch.nn.Module, pruner: Pruner | None, recipe: Any, mixer
     config = dataclasses.replace(recipe.train, max_epochs=epochs, max_minutes=minutes,
                                  regularizer=regularizer, early_stop_patience=None,
                                  progress_bar=False)
+    mode = getattr(model, "mode", None)  # an ensemble trains soft; it is scored as it came in
     best = fit_mixtures(recipe, model, mixers, config, run_dir, task=MaskedTask(model, config),
                         meta={"stage": run_dir.name})
-    return load_checkpoint(best)
+    tuned = load_checkpoint(best)
+    if mode is not None:
+        tuned.mode = mode
+    return tuned
 
 
 # --------------------------------------------------------------------------------------------
