@@ -73,7 +73,9 @@ class CompressConfig:
     ``alpha_prune`` / ``alpha_quant``: tolerances of Algorithms 1-2 / 3 (004's alpha_1 /
     alpha_2) on the increase of the recipe's validation loss. ``common_ratio``: prune every
     tensor by this ratio instead of the sensitivity analysis (004 Fig. 7's P2 baseline).
-    ``regularize: false``: fine-tune without the penalty (004 Fig. 4 (a)).
+    ``regularize: false``: fine-tune without the penalty (004 Fig. 4 (a)). ``gate_tolerance``:
+    a sparse ensemble's gate tensors are analysed on the gate's decisions instead of the loss
+    (:func:`_sensitivity`): the share of validation utterances they may route differently.
     """
 
     pipeline: str = "c1"
@@ -97,10 +99,14 @@ class CompressConfig:
     sensitivity_size: int = 16  # validation mixtures in the sensitivity batch
     score_size: int = 20  # validation mixtures scored by STOI / PESQ after each iteration
     shrink: bool = True  # C2: remove dead units physically
+    gate_tolerance: float = 0.05  # a sparse ensemble's gate: share of its decisions that may change
+
 
     def __post_init__(self) -> None:
         if self.pipeline not in PIPELINES:
             raise ConfigError(f"compress.pipeline: expected c1 or c2, got {self.pipeline!r}")
+        if not (isinstance(self.gate_tolerance, (int, float)) and 0 <= self.gate_tolerance <= 1):
+            raise ConfigError(f"compress.gate_tolerance: a share of decisions in [0, 1], not {self.gate_tolerance!r}")
         for name in ("alpha_prune", "alpha_quant", "stoi_drop", "pesq_drop"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
@@ -167,6 +173,19 @@ class _Validation:
         self.loss_fn = get_loss(loss)
         self.batch = fixed_mixtures(mixers.valid, specs[:sensitivity_size])
         self.scored = fixed_mixtures(mixers.valid, specs[:score_size])
+        self.routed = fixed_mixtures(mixers.valid, specs)  # a gate is cheap: the whole list
+
+    def routes(self, model: torch.nn.Module) -> list[int]:
+        """The specialist a sparse ensemble's gate picks for each validation mixture (000 eq. 3)."""
+        from leanse.train.classify import predict_classes
+
+        return predict_classes(model.gate, self.routed)
+
+    def agreement(self, reference: torch.nn.Module) -> Callable[[torch.nn.Module], float]:
+        """Higher is better: the share of validation mixtures a gate routes as ``reference``'s
+        gate does now (1.0 for ``reference`` itself)."""
+        expected = self.routes(reference)
+        return lambda model: sum(a == b for a, b in zip(self.routes(model), expected)) / max(len(expected), 1)
 
     @torch.no_grad()
     def exit_losses(self, model: torch.nn.Module) -> list[float]:
@@ -195,6 +214,33 @@ class _Validation:
         means = evaluate_model(model.eval(), self.scored, workers=1).means
         return {key: float(means[key]) for key in ("stoi", "pesq", "si_sdri")
                 if means.get(key) is not None}
+
+
+def _sensitivity(model: torch.nn.Module, validation: _Validation, config: CompressConfig,
+                 tensors: list, quantization: bool = False) -> dict:
+    """Algorithm 1 / 2 (or 3 with ``quantization``) on every tensor; a sparse ensemble's gate
+    tensors on the gate's decisions.
+
+    A gate is a classifier (000 Sec. 2.2): its job is to pick the specialist, and a wrong pick
+    costs the ensemble's loss little when the specialists are alike, so on the loss alone each gate
+    tensor looks nearly free and, pruned together, they leave a constant gate: one specialist for
+    every input (measured: a trained tiny gate went 17,536 -> 3 weights). Its tensors are charged
+    instead for the share of validation utterances routed differently from the gate being pruned
+    (tolerance ``gate_tolerance``)."""
+    gate = [t for t in tensors if _ensemble(model) and t.name.startswith("gate.")]
+    rest = [t for t in tensors if not (_ensemble(model) and t.name.startswith("gate."))]
+    table: dict = {}
+    for part, evaluate, tolerance in (
+            (rest, validation.negative_loss, config.alpha_quant if quantization else config.alpha_prune),
+            (gate, validation.agreement(model) if gate else None, config.gate_tolerance)):
+        if not part:
+            continue
+        if quantization:
+            table.update(quantization_sensitivity(model, evaluate, tolerance, config.max_bits, tensors=part))
+        else:
+            table.update(pruning_sensitivity(model, evaluate, tolerance, config.ratios, config.structured,
+                                             config.grouping, tensors=part))
+    return table
 
 
 # --------------------------------------------------------------------------------------------
@@ -300,6 +346,8 @@ def compress_checkpoint(checkpoint: str | os.PathLike, recipe: Any, out: str | o
     mixers = build_mixers(recipe.data)
     validation = _Validation(mixers, recipe.train.loss, config.sensitivity_size, config.score_size)
     started = time.time()
+    # a sparse ensemble: how many of the input gate's decisions each iteration keeps (the record)
+    input_gate = validation.agreement(model) if _ensemble(model) else None
     if not state:
         state = {"options": options, "input": str(source), "history": [],
                  "base": validation.scores(model), "base_loss": validation.negative_loss(model),
@@ -338,9 +386,7 @@ def compress_checkpoint(checkpoint: str | os.PathLike, recipe: Any, out: str | o
         if config.common_ratio is not None:
             ratios: dict[str, float] | float = config.common_ratio
         else:
-            table = pruning_sensitivity(model, validation.negative_loss, config.alpha_prune,
-                                        config.ratios, config.structured, config.grouping,
-                                        tensors=pruner.tensors)
+            table = _sensitivity(model, validation, config, pruner.tensors)
             ratios = chosen_ratios(table)
         removed = (pruner.prune_groups(ratios, config.grouping) if config.structured
                    else pruner.prune(ratios))
@@ -359,6 +405,8 @@ def compress_checkpoint(checkpoint: str | os.PathLike, recipe: Any, out: str | o
                   "nonzeros": nonzeros, "fraction_left": nonzeros / state["params"],
                   "ratios": ratios, "scores": scores, "drops": drops, "accepted": accepted,
                   "lambda_scale": config.decay ** iteration if regularizer else 0.0}
+        if input_gate is not None:
+            record["gate_agreement"] = input_gate(model)
         history.append(record)
         if accepted:
             save_checkpoint(model, work / f"iter_{iteration}.model", {"stage": f"iteration {iteration}"})
@@ -390,8 +438,7 @@ def compress_checkpoint(checkpoint: str | os.PathLike, recipe: Any, out: str | o
     from leanse.compress.packed import save_packed
 
     final = copy.deepcopy(final)
-    table = quantization_sensitivity(final, validation.negative_loss, config.alpha_quant,
-                                     config.max_bits)
+    table = _sensitivity(final, validation, config, prunable_tensors(final), quantization=True)
     bits = {name: int(row["chosen"]) for name, row in table.items()}
     packed = quantize_model(final, bits)
     save_packed(final, out / "packed", packed,
