@@ -6,11 +6,13 @@
 #     specialists -> gate -> fine-tuned ensemble), compressed as its hard-gated fine-tuned ensemble;
 #   - BLOOM-Net trained block by block (003, recipes/bloom/tiny.yaml), compressed as BLOOM-FT.
 # Each pipeline uses its base recipe's data (the ensemble: 16 kHz, SNRs -5/0/5/10 dB; BLOOM: 8 kHz,
-# SNR in [-5, 10] dB, standardised mixtures) and compress_families.sh's compress settings, then
-# benchmarks/score_compressed_bases.py scores every specialist / exit and the gate before and after.
-# One thread. The ensemble takes ~20 min to train; the full BLOOM recipe (with its baselines) ~1 h,
-# or BLOOM_PATH_ONLY=1 trains only the stages BLOOM-FT needs (baseline1/l1 = stage 1, stages 2-4,
-# BLOOM-FT; the same folders, so a later `leanse train` of the recipe keeps them).
+# SNR in [-5, 10] dB, standardised mixtures) and compress_families.sh's compress settings with a
+# third pruning iteration and validation batches of 8 / 16 mixtures; then `python -m leanse.compress.parts` scores every specialist and the
+# gate / every exit before and after on the base recipe's test list (100 mixtures).
+# One thread, beside other jobs: the ensemble trained in ~6 min, each pipeline ~5-8 min. The full
+# BLOOM recipe also trains its baselines (11 stages); BLOOM_PATH_ONLY=1 trains only the 5 stages
+# BLOOM-FT needs (baseline1/l1 = stage 1, stages 2-4, BLOOM-FT: ~9 min), with the recipe's settings
+# and in the same folders, so a later `leanse train` of the recipe keeps them.
 #     bash scripts/compress_trained.sh [OUT_DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,7 +24,7 @@ mkdir -p "$OUT"
 [ -d data/demo ] || $LEANSE data demo --out data/demo
 
 # 1. the bases
-[ -d "$OUT/smole_tiny/tiny-mask-rnn/finetuned/best" ] || \
+[ -d "$OUT/smole_tiny/tiny-mask-rnn/finetune/best" ] || \
   $LEANSE train recipes/smole_snr/tiny.yaml out_dir="$OUT/smole_tiny" evaluate.workers=1
 if [ "${BLOOM_PATH_ONLY:-0}" = 1 ]; then
   $PY - "$OUT/bloom_tiny" <<'PY'
@@ -61,7 +63,7 @@ else
 fi
 
 # 2. one data recipe per base: the base recipe's data and training settings, compress_families.sh's
-#    compress settings (a third pruning iteration: the trained bases have more to lose)
+#    compress settings (3 iterations, sensitivity / score batches 8 / 16: trained bases have more to lose)
 write_recipe() {  # BASE_RECIPE OUT_YAML
   $PY - "$1" "$2" <<'PY'
 import sys, yaml
