@@ -90,5 +90,5 @@ for spec in ensemble:smole_tiny/tiny-mask-rnn/finetune/best bloom:bloom_tiny/blo
         -o "$OUT/$family-$pipeline"
   done
   $PY -m leanse.compress.parts "$OUT/$checkpoint" "$OUT/$family-c1" "$OUT/$family-c2" \
-      --data "$OUT/$family.yaml" --out "$OUT/$family-parts" --title "$family: C1 / C2 on the trained base"
+      --data "$OUT/$family.yaml" --pruned --out "$OUT/$family-parts" --title "$family: C1 / C2 on the trained base"
 done

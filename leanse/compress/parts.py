@@ -107,8 +107,9 @@ def _row(model: torch.nn.Module, test: Sequence[Any], snrs: Sequence[float]) -> 
     return row
 
 
-def score_parts(uncompressed: Path, runs: Sequence[Path], recipe: Any) -> list[dict[str, Any]]:
-    """One row for the uncompressed model and one per compression run, on the recipe's test list."""
+def score_parts(uncompressed: Path, runs: Sequence[Path], recipe: Any, pruned: bool = False) -> list[dict[str, Any]]:
+    """One row for the uncompressed model and one per compression run, on the recipe's test list;
+    ``pruned``: also each run's pruned float model (before quantization), to split the losses."""
     from leanse.checkpoint import load_checkpoint
     from leanse.data.datamodule import build_mixers, fixed_mixtures
 
@@ -121,6 +122,9 @@ def score_parts(uncompressed: Path, runs: Sequence[Path], recipe: Any) -> list[d
     for run in runs:
         state = json.loads((Path(run) / "compress.json").read_text())
         sizes = state["sizes"]
+        if pruned:
+            rows.append({"model": f"{state['options']['pipeline'].upper()} ({Path(run).name}), pruned float",
+                         **_row(load_checkpoint(Path(run) / "pruned"), test, snrs)})
         rows.append({
             "model": f"{state['options']['pipeline'].upper()} ({Path(run).name})",
             **_row(load_checkpoint(Path(run) / "packed"), test, snrs),
@@ -154,9 +158,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, required=True, help="the recipe whose data / test list is used")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--title", default="compressed parts")
+    parser.add_argument("--pruned", action="store_true", help="also score each run's pruned float model")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    rows = score_parts(args.uncompressed, args.runs, load_recipe(args.data))
+    rows = score_parts(args.uncompressed, args.runs, load_recipe(args.data), args.pruned)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "parts.json").write_text(json.dumps(rows, indent=1, default=float))
     (args.out / "parts.md").write_text(_markdown(rows, args.title))
