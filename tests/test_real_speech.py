@@ -122,6 +122,37 @@ def test_peers_are_delay_compensated_and_denoise(name):
     assert np.mean(out[pauses] ** 2) < 0.25 * np.mean(noise[pauses] ** 2)
 
 
+def test_deepfilternet3_cost_is_counted_from_its_bundled_graphs():
+    """DeepFilterNet3's paper (Schroeter et al. 2023, Table 1) gives 2.13 M parameters and 0.344
+    GMAC/s; counting its bundled ONNX graphs must land there (the deep-filtering op outside the
+    graphs is not counted), and RNNoise, which ships no graph, is not counted at all."""
+    from leanse.peers import get_peer
+
+    cost = get_peer("dfn3").counted_cost()
+    assert round(cost["params"] / 1e6, 2) == 2.13
+    assert 0.33e9 < cost["macs_per_second_paper"] < 0.36e9
+    assert cost["macs_per_second_exact"] > cost["macs_per_second_paper"]
+    assert get_peer("rnnoise").counted_cost() is None
+
+
+def test_deepfilternet3_loads_its_model_before_a_timed_call():
+    """libDF has no reset, so each file gets a fresh state (a model load); ``prepare`` makes them
+    ahead, so that an RTF timing measures processing, not loading."""
+    from leanse.peers import get_peer
+
+    peer = get_peer("dfn3")
+    peer.prepare(2)
+    loads = []
+    load = peer._create
+    peer._create = lambda: loads.append(1) or load()
+    frames = np.zeros(4800, np.float32)
+    peer.process_48k(frames)
+    peer.process_48k(frames)
+    assert loads == []
+    peer.process_48k(frames)
+    assert loads == [1]
+
+
 def test_paired_folder_needs_both_sides(tmp_path):
     (tmp_path / "noisy").mkdir()
     with pytest.raises(CorpusError, match="noisy/ and clean/"):

@@ -29,6 +29,7 @@ from leanse.errors import ConfigError
 EXIT_PATTERN = re.compile(r"^(?P<base>.+)@l=(?P<blocks>\d+)$")
 #: Seconds of audio the MACs and RTF are counted on (MACs/s does not depend on it for these models).
 COST_SECONDS = 4.0
+REPEATS = 3  # timed passes of the RTF (median), after one warm-up
 
 
 @dataclass
@@ -69,8 +70,9 @@ class System:
     def cost(self, rtf: bool = True) -> dict[str, Any]:
         """Parameters, MACs/s (paper and exact conventions), bytes, RTF at 1 thread, latency.
 
-        All figures come from :mod:`leanse.complexity`; a peer has no parameters or MACs that
-        leanse can count (``None``), but its RTF is timed by the same function on the same input.
+        All figures come from :mod:`leanse.complexity`, except a peer's parameters and MACs: counted
+        from its own model graphs where it ships them (DeepFilterNet3), else ``None`` (RNNoise's C
+        library has no graph to count); a peer's RTF is timed by the same function on the same input.
         """
         from leanse import complexity
 
@@ -79,6 +81,9 @@ class System:
                                "latency_ms": None}
         if self.kind == "peer":
             out["latency_ms"] = self.model.peer.delay_ms
+            counted = self.model.peer.counted_cost()  # from the peer's own graphs, where it ships them
+            if counted is not None:
+                out.update(counted, effective_params=counted["params"])
         elif self.kind == "onnx":
             out["bytes"] = self.model.path.stat().st_size
             stream = self.model.engine.sidecar.get("stream") or {}  # leanse export's timing of the model
@@ -94,7 +99,9 @@ class System:
             out.update(params=profile["params"], effective_params=profile["effective_params"],
                        bytes=profile["bytes"], latency_ms=latency_ms(self.model))
         if rtf:
-            out["rtf"] = complexity.measure_rtf(self.model, COST_SECONDS, repeats=3, threads=1,
+            if self.kind == "peer":  # model loading is set-up, not processing (its delay is measured above)
+                self.model.peer.prepare(REPEATS + 1)
+            out["rtf"] = complexity.measure_rtf(self.model, COST_SECONDS, repeats=REPEATS, threads=1,
                                                 **self.forward_kwargs)
         return out
 
