@@ -246,3 +246,64 @@ def test_sensitivity_of_a_bloom_net_sees_every_exit():
     assert pruning_sensitivity(model, last_exit_only, 0.01, ratios, tensors=tensors)[name]["chosen"] == 1.0
     table = pruning_sensitivity(model, validation.negative_loss, 0.01, ratios, tensors=tensors)
     assert table[name]["chosen"] < 1.0
+
+
+def test_fine_tuning_a_sparse_ensemble_trains_its_gate():
+    """000 fine-tunes an ensemble with soft gating (eq. 4-5) because hard gating (eq. 3) is an
+    arg-max: the gate gets no gradient from the enhancement loss. The compression fine-tune does
+    the same, so 004's sparse penalty is not the only force on a trained gate (alone it would
+    shrink the gate towards zero), and the model is validated as it runs, with hard gating."""
+    from leanse.compress.pipeline import _task_class
+    from leanse.train.engine import EnhancementTask, TrainConfig
+
+    torch.manual_seed(0)
+    model = build_model("tiny-sparse-ensemble").train()
+    config = TrainConfig()  # no penalty: only the enhancement loss's gradient is looked at
+    batch = {"noisy": torch.randn(4, 8000), "clean": torch.randn(4, 8000), "id": ["a", "b", "c", "d"]}
+
+    model.mode = "hard"  # what a plain enhancement fine-tune of the hard-gated model would do
+    model.zero_grad(set_to_none=True)
+    EnhancementTask(model, config).compute_loss(batch).backward()
+    assert all(p.grad is None or not p.grad.any() for p in model.gate.parameters())
+
+    task = _task_class(model)(model, config)
+    model.zero_grad(set_to_none=True)
+    task.training_step(batch, 0).backward()
+    assert model.mode == "soft"
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.gate.parameters())
+    task.validation_step(batch, 0)
+    assert model.mode == "hard"  # validated as it runs: one specialist per utterance
+
+
+def test_a_gate_is_pruned_by_its_decisions_not_to_nothing():
+    """000's gate picks a specialist. When the specialists are alike, a wrong pick barely moves
+    the ensemble's loss, so on the loss alone (004's I_U) every gate tensor looks free to prune
+    (Algorithm 1 picks 100 %) and the ensemble would become one specialist for all inputs. The
+    pipeline analyses gate tensors on the share of validation utterances routed differently."""
+    from types import SimpleNamespace
+
+    from leanse.compress import pruning_sensitivity
+    from leanse.compress.pipeline import CompressConfig, _sensitivity
+
+    torch.manual_seed(0)
+    model = build_model("tiny-sparse-ensemble").eval()
+    for specialist in model.specialists[1:]:  # interchangeable specialists: routing costs no loss
+        specialist.load_state_dict(model.specialists[0].state_dict())
+    generator = torch.Generator().manual_seed(1)
+    batch = []
+    for scale in torch.logspace(-2, 1, 24).tolist():  # loud and quiet inputs: the gate's picks vary
+        noisy = scale * torch.randn(1, 4000, generator=generator)
+        with torch.no_grad():
+            batch.append(SimpleNamespace(noisy=noisy[0].numpy(), clean=model.specialists[0](noisy)[0].numpy()))
+    validation = _scorer(batch)
+    validation.routed = batch
+    assert len(set(validation.routes(model))) > 1  # a gate that decides something
+    gate = [s for s in prunable_tensors(model) if s.name.startswith("gate.")]
+    config = CompressConfig(ratios=[0.0, 0.5, 1.0], alpha_prune=0.1, gate_tolerance=0.05)
+
+    on_loss = pruning_sensitivity(model, validation.negative_loss, 0.1, config.ratios, tensors=gate)
+    assert all(row["chosen"] == 1.0 for row in on_loss.values())
+    on_decisions = _sensitivity(model, validation, config, gate)
+    assert set(on_decisions) == set(on_loss)
+    assert min(row["chosen"] for row in on_decisions.values()) < 1.0
+    assert validation.agreement(model)(model) == 1.0

@@ -10,7 +10,8 @@ Each pruning iteration (Sec. II-B): per-tensor sensitivity analysis on a fixed v
 with the regulariser (its lambdas decay by ``decay`` = 0.9 every iteration, Sec. III-C) and the
 masks held, then score STOI and PESQ on the validation list. Models with several outputs that must
 all survive are scored on each: a BLOOM-Net's every exit (and fine-tuned on their summed loss,
-BLOOM-FT), a sparse ensemble's gated output and each specialist on its own (:func:`_outputs`). Iterations stop when one prunes a
+BLOOM-FT), a sparse ensemble's gated output and each specialist on its own (:func:`_outputs`; it is fine-tuned
+with 000's soft gating, :func:`_task_class`). Iterations stop when one prunes a
 trivial share of the remaining weights (``min_removed``) or when STOI or PESQ falls more than
 ``stoi_drop`` / ``pesq_drop`` below the uncompressed model (that iteration is undone). Then
 Algorithm 3 picks each tensor's bit-width (tolerance ``alpha_quant``) and the model is written as a
@@ -72,7 +73,9 @@ class CompressConfig:
     ``alpha_prune`` / ``alpha_quant``: tolerances of Algorithms 1-2 / 3 (004's alpha_1 /
     alpha_2) on the increase of the recipe's validation loss. ``common_ratio``: prune every
     tensor by this ratio instead of the sensitivity analysis (004 Fig. 7's P2 baseline).
-    ``regularize: false``: fine-tune without the penalty (004 Fig. 4 (a)).
+    ``regularize: false``: fine-tune without the penalty (004 Fig. 4 (a)). ``gate_tolerance``:
+    a sparse ensemble's gate tensors are analysed on the gate's decisions instead of the loss
+    (:func:`_sensitivity`): the share of validation utterances they may route differently.
     """
 
     pipeline: str = "c1"
@@ -96,10 +99,14 @@ class CompressConfig:
     sensitivity_size: int = 16  # validation mixtures in the sensitivity batch
     score_size: int = 20  # validation mixtures scored by STOI / PESQ after each iteration
     shrink: bool = True  # C2: remove dead units physically
+    gate_tolerance: float = 0.05  # a sparse ensemble's gate: share of its decisions that may change
+
 
     def __post_init__(self) -> None:
         if self.pipeline not in PIPELINES:
             raise ConfigError(f"compress.pipeline: expected c1 or c2, got {self.pipeline!r}")
+        if not (isinstance(self.gate_tolerance, (int, float)) and 0 <= self.gate_tolerance <= 1):
+            raise ConfigError(f"compress.gate_tolerance: a share of decisions in [0, 1], not {self.gate_tolerance!r}")
         for name in ("alpha_prune", "alpha_quant", "stoi_drop", "pesq_drop"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
@@ -166,6 +173,19 @@ class _Validation:
         self.loss_fn = get_loss(loss)
         self.batch = fixed_mixtures(mixers.valid, specs[:sensitivity_size])
         self.scored = fixed_mixtures(mixers.valid, specs[:score_size])
+        self.routed = fixed_mixtures(mixers.valid, specs)  # a gate is cheap: the whole list
+
+    def routes(self, model: torch.nn.Module) -> list[int]:
+        """The specialist a sparse ensemble's gate picks for each validation mixture (000 eq. 3)."""
+        from leanse.train.classify import predict_classes
+
+        return predict_classes(model.gate, self.routed)
+
+    def agreement(self, reference: torch.nn.Module) -> Callable[[torch.nn.Module], float]:
+        """Higher is better: the share of validation mixtures a gate routes as ``reference``'s
+        gate does now (1.0 for ``reference`` itself)."""
+        expected = self.routes(reference)
+        return lambda model: sum(a == b for a, b in zip(self.routes(model), expected)) / max(len(expected), 1)
 
     @torch.no_grad()
     def exit_losses(self, model: torch.nn.Module) -> list[float]:
@@ -196,9 +216,57 @@ class _Validation:
                 if means.get(key) is not None}
 
 
+def _sensitivity(model: torch.nn.Module, validation: _Validation, config: CompressConfig,
+                 tensors: list, quantization: bool = False) -> dict:
+    """Algorithm 1 / 2 (or 3 with ``quantization``) on every tensor; a sparse ensemble's gate
+    tensors on the gate's decisions.
+
+    A gate is a classifier (000 Sec. 2.2): its job is to pick the specialist, and a wrong pick
+    costs the ensemble's loss little when the specialists are alike, so on the loss alone each gate
+    tensor looks nearly free and, pruned together, they leave a constant gate: one specialist for
+    every input (measured: a trained tiny gate went 17,536 -> 3 weights). Its tensors are charged
+    instead for the share of validation utterances routed differently from the gate being pruned
+    (tolerance ``gate_tolerance``)."""
+    gate = [t for t in tensors if _ensemble(model) and t.name.startswith("gate.")]
+    rest = [t for t in tensors if not (_ensemble(model) and t.name.startswith("gate."))]
+    table: dict = {}
+    for part, evaluate, tolerance in (
+            (rest, validation.negative_loss, config.alpha_quant if quantization else config.alpha_prune),
+            (gate, validation.agreement(model) if gate else None, config.gate_tolerance)):
+        if not part:
+            continue
+        if quantization:
+            table.update(quantization_sensitivity(model, evaluate, tolerance, config.max_bits, tensors=part))
+        else:
+            table.update(pruning_sensitivity(model, evaluate, tolerance, config.ratios, config.structured,
+                                             config.grouping, tensors=part))
+    return table
+
+
 # --------------------------------------------------------------------------------------------
 # Fine-tuning with masks and the regulariser
 # --------------------------------------------------------------------------------------------
+
+
+def _task_class(model: torch.nn.Module) -> type:
+    """The training task a model is fine-tuned with: the objective it was trained on.
+
+    A BLOOM-Net: BLOOM-FT's summed loss of all exits (003 Sec. 2.3). A sparse ensemble: 000's
+    fine-tuning (Sec. 2.3, eq. 4-5), soft gating in training and hard gating in validation. Hard
+    gating (eq. 3) is an arg-max, so trained that way the gate would get no gradient from the
+    enhancement loss and the sparse penalty alone would shrink it towards zero. Anything else:
+    the plain enhancement loss."""
+    if _multi_exit(model):
+        from leanse.train.bloom import AllExitsTask
+
+        return AllExitsTask
+    if _ensemble(model):
+        from leanse.train.ensembles.steps import FineTuneTask
+
+        return FineTuneTask
+    from leanse.train.engine import EnhancementTask
+
+    return EnhancementTask
 
 
 def _fine_tune(model: torch.nn.Module, pruner: Pruner | None, recipe: Any, mixers: Any,
@@ -206,15 +274,9 @@ def _fine_tune(model: torch.nn.Module, pruner: Pruner | None, recipe: Any, mixer
                regularizer: RegularizerConfig | None) -> torch.nn.Module:
     """Train ``model`` for ``epochs`` with the masks re-applied after every step; returns the
     best model by validation loss (a new module)."""
-    from leanse.train.engine import EnhancementTask
     from leanse.train.runner import fit_mixtures
 
-    if _multi_exit(model):  # BLOOM-FT's summed loss of all exits (003 Sec. 2.3)
-        from leanse.train.bloom import AllExitsTask as base
-    else:
-        base = EnhancementTask
-
-    class MaskedTask(base):  # type: ignore[misc, valid-type]
+    class MaskedTask(_task_class(model)):  # type: ignore[misc, valid-type]
         def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
             super().optimizer_step(*args, **kwargs)
             if pruner is not None:
@@ -224,9 +286,13 @@ def _fine_tune(model: torch.nn.Module, pruner: Pruner | None, recipe: Any, mixer
     config = dataclasses.replace(recipe.train, max_epochs=epochs, max_minutes=minutes,
                                  regularizer=regularizer, early_stop_patience=None,
                                  progress_bar=False)
+    mode = getattr(model, "mode", None)  # an ensemble trains soft; it is scored as it came in
     best = fit_mixtures(recipe, model, mixers, config, run_dir, task=MaskedTask(model, config),
                         meta={"stage": run_dir.name})
-    return load_checkpoint(best)
+    tuned = load_checkpoint(best)
+    if mode is not None:
+        tuned.mode = mode
+    return tuned
 
 
 # --------------------------------------------------------------------------------------------
@@ -280,6 +346,8 @@ def compress_checkpoint(checkpoint: str | os.PathLike, recipe: Any, out: str | o
     mixers = build_mixers(recipe.data)
     validation = _Validation(mixers, recipe.train.loss, config.sensitivity_size, config.score_size)
     started = time.time()
+    # a sparse ensemble: how many of the input gate's decisions each iteration keeps (the record)
+    input_gate = validation.agreement(model) if _ensemble(model) else None
     if not state:
         state = {"options": options, "input": str(source), "history": [],
                  "base": validation.scores(model), "base_loss": validation.negative_loss(model),
@@ -318,9 +386,7 @@ def compress_checkpoint(checkpoint: str | os.PathLike, recipe: Any, out: str | o
         if config.common_ratio is not None:
             ratios: dict[str, float] | float = config.common_ratio
         else:
-            table = pruning_sensitivity(model, validation.negative_loss, config.alpha_prune,
-                                        config.ratios, config.structured, config.grouping,
-                                        tensors=pruner.tensors)
+            table = _sensitivity(model, validation, config, pruner.tensors)
             ratios = chosen_ratios(table)
         removed = (pruner.prune_groups(ratios, config.grouping) if config.structured
                    else pruner.prune(ratios))
@@ -339,6 +405,8 @@ def compress_checkpoint(checkpoint: str | os.PathLike, recipe: Any, out: str | o
                   "nonzeros": nonzeros, "fraction_left": nonzeros / state["params"],
                   "ratios": ratios, "scores": scores, "drops": drops, "accepted": accepted,
                   "lambda_scale": config.decay ** iteration if regularizer else 0.0}
+        if input_gate is not None:
+            record["gate_agreement"] = input_gate(model)
         history.append(record)
         if accepted:
             save_checkpoint(model, work / f"iter_{iteration}.model", {"stage": f"iteration {iteration}"})
@@ -370,8 +438,7 @@ def compress_checkpoint(checkpoint: str | os.PathLike, recipe: Any, out: str | o
     from leanse.compress.packed import save_packed
 
     final = copy.deepcopy(final)
-    table = quantization_sensitivity(final, validation.negative_loss, config.alpha_quant,
-                                     config.max_bits)
+    table = _sensitivity(final, validation, config, prunable_tensors(final), quantization=True)
     bits = {name: int(row["chosen"]) for name, row in table.items()}
     packed = quantize_model(final, bits)
     save_packed(final, out / "packed", packed,
