@@ -126,7 +126,7 @@ class ChunkedCumulativeLayerNorm(CumulativeLayerNorm):
         per_frame = chunks_to_frames(stats)  # [B, 3, Lp]
         running = frames_to_chunks(per_frame.cumsum(-1), x.shape[2])  # [B, 3, 2T, S]
         y = cumulative_normalize(x, running[:, 0:1], running[:, 1:2], running[:, 2:3], self.eps)
-        return y * self.weight[:, None, None] + self.bias[:, None, None]
+        return torch.addcmul(self.bias[:, None, None], y, self.weight[:, None, None])
 
 
     def stream_step(self, tail: torch.Tensor, head: torch.Tensor, state: State,
@@ -144,8 +144,8 @@ class ChunkedCumulativeLayerNorm(CumulativeLayerNorm):
         steps = torch.arange(1, tail.shape[-1] + 1, device=tail.device, dtype=tail.dtype)
         sums, sums_sq, counts = sum_ + frame_sum, sum_sq + frame_sq, count + per_frame * steps
         scale, shift = self.weight[:, None], self.bias[:, None]
-        tail = cumulative_normalize(tail, sums, sums_sq, counts, self.eps) * scale + shift
-        head = cumulative_normalize(head, sums, sums_sq, counts, self.eps) * scale + shift
+        tail = torch.addcmul(shift, cumulative_normalize(tail, sums, sums_sq, counts, self.eps), scale)
+        head = torch.addcmul(shift, cumulative_normalize(head, sums, sums_sq, counts, self.eps), scale)
         return tail, head, (sums[..., -1:], sums_sq[..., -1:], counts[-1:].reshape(1))
 
     def state_specs(self, prefix: str, batch: int) -> list[StateSpec]:
