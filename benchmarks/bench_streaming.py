@@ -88,13 +88,9 @@ def _recurrences(model, x: torch.Tensor, kwargs: dict) -> list[tuple[torch.nn.RN
     return seen
 
 
-def recurrence_batches(model, x: torch.Tensor, kwargs: dict) -> set[int]:
-    return {batch for _, batch, _ in _recurrences(model, x, kwargs)}
-
-
-def recurrence_floor(model, x: torch.Tensor, kwargs: dict, repeats: int = 3) -> tuple[float, float]:
+def recurrence_floor(model, x: torch.Tensor, kwargs: dict, repeats: int = 3) -> tuple[float, float, set[int]]:
     """Why a recurrent net cannot reach the GEMM peak: the time its recurrences take as bare matrix
-    products, and their MACs.
+    products, their MACs, and the batch sizes they run at.
 
     Step t of a GRU / LSTM needs step t-1's output, so its hidden-to-hidden product runs once per
     step as a ``[B, H] x [H, G*H]`` product (G = 3 gates for a GRU, 4 for an LSTM), and with
@@ -105,7 +101,8 @@ def recurrence_floor(model, x: torch.Tensor, kwargs: dict, repeats: int = 3) -> 
     """
     floor = recurrent_macs = 0.0
     timed: dict[tuple[int, int, int], float] = {}
-    for module, batch, steps in _recurrences(model, x, kwargs):
+    recurrences = _recurrences(model, x, kwargs)
+    for module, batch, steps in recurrences:
         gates = 4 if isinstance(module, torch.nn.LSTM) else 3
         hidden = module.hidden_size
         paths = module.num_layers * (2 if module.bidirectional else 1)
@@ -121,7 +118,7 @@ def recurrence_floor(model, x: torch.Tensor, kwargs: dict, repeats: int = 3) -> 
             timed[key] = statistics.median(loops[1:])
         floor += paths * steps * timed[key]
         recurrent_macs += paths * steps * batch * hidden * gates * hidden
-    return floor, recurrent_macs
+    return floor, recurrent_macs, {batch for _, batch, _ in recurrences}
 
 
 def step_times_torch(model, x: torch.Tensor) -> list[float]:
@@ -198,11 +195,11 @@ def main(argv: list[str] | None = None) -> int:
         macs = count_macs(model, 1.0, "exact", **kwargs)  # per second of audio
         offline = measure_rtf(model, args.seconds, repeats=3, **kwargs) * args.seconds  # median, after a warm-up
         print(row(label, "torch offline", [offline], args.seconds, macs, peak, None))
-        floor, recurrent_macs = recurrence_floor(model, x, kwargs)
+        floor, recurrent_macs, batches = recurrence_floor(model, x, kwargs)
         if floor > 0:
             bound = floor + (macs * args.seconds - recurrent_macs) / peak
             print(f"{'':<42} (recurrence: {recurrent_macs / (macs * args.seconds):.0%} of the MACs as batch-"
-                  f"{'/'.join(sorted({str(b) for b in recurrence_batches(model, x, kwargs)}))} steps;"
+                  f"{'/'.join(sorted(str(b) for b in batches))} steps;"
                   f" bare matrix products of its steps {floor:.3f} s = {floor / offline:.0%} of the offline time;"
                   f" with the rest at GEMM peak the bound is {bound:.3f} s, {bound / offline:.2f} of it)")
         if not model.streamable:

@@ -180,9 +180,7 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, stream: bool = False,
         export = export_ensemble if stream else export_ensemble_offline
         sidecar = export(model, path, int8=int8, meta=meta)
         if packed_sizes is not None:  # the gate graph and every specialist's graph
-            files = [path, *[path.with_name(e["file"]) for e in sidecar["specialists"]]]
-            sidecar["compressed"] = _compressed_report(packed_sizes,
-                                                       sum(f.stat().st_size for f in files))
+            sidecar["compressed"] = _compressed_report(packed_sizes, sidecar["onnx_bytes_all_graphs"])
             _write_json(sidecar_path(path), sidecar)
         return sidecar
 

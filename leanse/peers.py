@@ -235,7 +235,7 @@ def count_onnx_cost(graphs: dict[str, Path], inputs: dict[str, dict[str, tuple[s
         tensors = list(proto.graph.initializer) + [attribute.t for node in proto.graph.node if node.op_type == "Constant"
                                                    for attribute in node.attribute if attribute.name == "value"]
         params += sum(int(np.prod(t.dims)) for t in tensors if t.data_type == onnx.TensorProto.FLOAT)
-        model = onnx_tool.Model(str(path))
+        model = onnx_tool.Model(proto)  # the graph loaded above, not read again
         shapes = {key: tuple(frames if dim == "S" else dim for dim in shape) for key, shape in inputs[name].items()}
         model.graph.shape_infer({key: np.zeros(shape, np.float32) for key, shape in shapes.items()})
         model.graph.profile()

@@ -227,8 +227,9 @@ def _sensitivity(model: torch.nn.Module, validation: _Validation, config: Compre
     every input (measured: a trained tiny gate went 17,536 -> 3 weights). Its tensors are charged
     instead for the share of validation utterances routed differently from the gate being pruned
     (tolerance ``gate_tolerance``)."""
-    gate = [t for t in tensors if _ensemble(model) and t.name.startswith("gate.")]
-    rest = [t for t in tensors if not (_ensemble(model) and t.name.startswith("gate."))]
+    in_gate = [_ensemble(model) and t.name.startswith("gate.") for t in tensors]
+    gate = [t for t, flag in zip(tensors, in_gate) if flag]
+    rest = [t for t, flag in zip(tensors, in_gate) if not flag]
     table: dict = {}
     for part, evaluate, tolerance in (
             (rest, validation.negative_loss, config.alpha_quant if quantization else config.alpha_prune),

@@ -60,6 +60,25 @@ def specialist_files(onnx_file: Path, sidecar: dict) -> list[Path]:
     return files
 
 
+def _export_specialists(model: nn.Module, path: Path, stream: bool, int8: bool,
+                        written: list[Path]) -> list[dict[str, str]]:
+    """Each specialist's own graph (offline or step, checked by :func:`export_onnx`) beside the
+    gate's ``path``; its files are appended to ``written`` so a failed export removes them."""
+    specialists = []
+    for k, expert in enumerate(model.specialists):
+        target = path.with_name(f"{path.stem}.specialist{k}.onnx")
+        side = export_onnx(expert, target, stream=stream, int8=int8)
+        written += [target, sidecar_path(target)]
+        specialists.append({"file": target.name, "sha256": side["sha256"]})
+    return specialists
+
+
+def _bytes_with_specialists(gate_file: Path, path: Path, specialists: list[dict[str, str]]) -> int:
+    """Bytes of the gate's graph (``gate_file``, written or still temporary) and of every
+    specialist's graph beside ``path``."""
+    return gate_file.stat().st_size + sum(path.with_name(e["file"]).stat().st_size for e in specialists)
+
+
 class GateStepGraph(nn.Module):
     """The gate's frame step on the ensemble's front end (exportable)."""
 
@@ -90,14 +109,9 @@ def export_ensemble(model: nn.Module, path: str | os.PathLike, int8: bool = Fals
     rnn, _ = _gate_parts(model.gate)
     gate_names = [s.name for s in rnn_state_specs("gate", rnn, 1)]
     path.parent.mkdir(parents=True, exist_ok=True)
-    specialists = []
     written: list[Path] = []
     try:
-        for k, expert in enumerate(model.specialists):
-            target = path.with_name(f"{path.stem}.specialist{k}.onnx")
-            side = export_onnx(expert, target, stream=True, int8=int8)
-            written += [target, sidecar_path(target)]
-            specialists.append({"file": target.name, "sha256": side["sha256"]})
+        specialists = _export_specialists(model, path, True, int8, written)
         state = model.init_state(1)
         counter, buffer = state[0], state[1]
         gate_state = model.init_state(1)[4 : 4 + len(gate_names)]
@@ -116,8 +130,7 @@ def export_ensemble(model: nn.Module, path: str | os.PathLike, int8: bool = Fals
             "stream": model.stream_info(), "gate_state": gate_names,
             "decision_frames": int(model.decision_frames), "specialists": specialists,
             "onnx_bytes": path.stat().st_size,
-            "onnx_bytes_all_graphs": path.stat().st_size + sum(
-                path.with_name(entry["file"]).stat().st_size for entry in specialists),
+            "onnx_bytes_all_graphs": _bytes_with_specialists(path, path, specialists),
             "dispatch": "gate graph every hop; the chosen specialist's graph only (cost: gate + one"
                         " specialist); a new choice starts that specialist from its initial state",
         }
@@ -253,14 +266,10 @@ def export_ensemble_offline(model: nn.Module, path: str | os.PathLike, int8: boo
         raise ExportError(f"only a hard-gated ensemble with an RNN gate exports (mode is"
                           f" {model.mode!r}); set mode: hard")
     path.parent.mkdir(parents=True, exist_ok=True)
-    specialists, written = [], []
+    written: list[Path] = []
     gate_tmp = path.with_name(f".{path.name}.gate.tmp")
     try:
-        for k, expert in enumerate(model.specialists):
-            target = path.with_name(f"{path.stem}.specialist{k}.onnx")
-            side = export_onnx(expert, target, int8=int8)  # offline graph, checked on its own
-            written += [target, sidecar_path(target)]
-            specialists.append({"file": target.name, "sha256": side["sha256"]})
+        specialists = _export_specialists(model, path, False, int8, written)
         with torch.no_grad(), _export_errors(model):
             torch.onnx.export(
                 GateOfflineGraph(model.gate).eval(), (0.1 * torch.randn(1, model.sample_rate),),
@@ -284,8 +293,7 @@ def export_ensemble_offline(model: nn.Module, path: str | os.PathLike, int8: boo
             "dispatch": "gate graph on the whole utterance, argmax, then the chosen specialist's"
                         " offline graph only (cost: gate + one specialist per utterance)",
         }
-        sidecar["onnx_bytes_all_graphs"] = sidecar["onnx_bytes"] + sum(
-            path.with_name(entry["file"]).stat().st_size for entry in specialists)
+        sidecar["onnx_bytes_all_graphs"] = _bytes_with_specialists(gate_tmp, path, specialists)
         engine = OnnxOfflineEnsemble(gate_tmp, sidecar)
         sidecar["parity"] = _ensemble_offline_parity(model, engine, strict=not int8)
         os.replace(gate_tmp, path)
